@@ -1,0 +1,68 @@
+"""Errors of the Ozon client and the pipeline.
+
+Each names what was wrong and where (the Ozon method, the account, the file), never a secret.
+``permanent`` errors are not worth retrying: a bad key, a missing role, a bad request, a method
+Ozon switched off. The DAG's retry policy fails those at once.
+"""
+
+from __future__ import annotations
+
+
+class OzonInventoryError(Exception):
+    """Base of every error this package raises."""
+
+    permanent = False
+
+
+class OzonApiError(OzonInventoryError):
+    """Ozon answered a request with an error body (rpcStatus) that retrying will not change."""
+
+    permanent = True
+
+    def __init__(self, method: str, status: int, code: int | str | None, message: str):
+        self.method, self.status, self.code, self.message = method, status, code, message
+        super().__init__(f"Ozon {method} answered HTTP {status}, code {code}: {message}")
+
+
+class OzonAuthError(OzonApiError):
+    """Missing headers, a bad Client-Id, an unknown or deactivated Api-Key, or a missing role."""
+
+
+class OzonMethodUnavailable(OzonApiError):
+    """Ozon switched the method off ("Obsolete method cannot be used", or 404 for the path)."""
+
+
+class OzonTransientError(OzonInventoryError):
+    """Retries ran out on 429 / 5xx / timeouts / broken answers; a later try may succeed."""
+
+    def __init__(self, method: str, attempts: int, cause: str):
+        self.method, self.attempts, self.cause = method, attempts, cause
+        super().__init__(f"Ozon {method} failed after {attempts} attempts: {cause}")
+
+
+class OzonPagingError(OzonInventoryError):
+    """Paging did not end as documented: a repeated cursor or more pages than the cap."""
+
+    permanent = True
+
+
+class OzonSnapshotChanged(OzonInventoryError):
+    """The data changed while it was being paged (duplicates or a moving total)."""
+
+
+class ConfigError(OzonInventoryError):
+    """A connection, param or Variable holds a value the pipeline cannot use."""
+
+    permanent = True
+
+
+class StagingError(OzonInventoryError):
+    """A staged file is missing, unreadable or does not match its manifest."""
+
+    permanent = True
+
+
+class ShrinkGuardError(OzonInventoryError):
+    """A snapshot is far smaller than the account's last good one; loading it would wipe data."""
+
+    permanent = True

@@ -1,0 +1,718 @@
+"""An offline Ozon Seller API: the stock and warehouse methods, as the project's API notes document them.
+
+It answers on 127.0.0.1 over real HTTP/1.1 (keep-alive), with Ozon's auth checks and error bodies,
+per-Client-Id rate limits (429 code 8 with ``Retry-After``; ``Ratelimit-Remaining`` on every answer),
+and faults that tests inject per method. Where Ozon's behaviour is unconfirmed the simulator can
+play each reading (the last page of ``/v4/product/info/stocks``, ``total`` vs ``total_items``, a
+body-less ``/v1/warehouse/list``).
+
+Control endpoints under ``/__sim/`` (no auth) let a test or an operator change the simulator while
+it runs: ``POST /__sim/faults`` (a list of faults), ``DELETE /__sim/faults``, ``POST /__sim/catalogue``
+(``{"action": "change", "fraction": 0.01}`` / ``{"action": "remove", "count": 5}``),
+``GET /__sim/stats``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from ozon_inventory.simulator.catalogue import Catalogue, build_catalogue
+
+V4_STOCKS = "/v4/product/info/stocks"
+V2_STOCK_ON_WAREHOUSES = "/v2/analytics/stock_on_warehouses"
+V1_ANALYTICS_STOCKS = "/v1/analytics/stocks"
+V1_WAREHOUSE_LIST = "/v1/warehouse/list"
+V2_WAREHOUSE_LIST = "/v2/warehouse/list"
+METHODS = (V4_STOCKS, V2_STOCK_ON_WAREHOUSES, V1_ANALYTICS_STOCKS, V1_WAREHOUSE_LIST, V2_WAREHOUSE_LIST)
+
+#: Per-method limits stricter than the per-Client-Id default: (requests, per seconds).
+METHOD_LIMITS: dict[str, tuple[int, float]] = {V1_WAREHOUSE_LIST: (1, 60.0)}
+
+VISIBILITY = frozenset(
+    "ALL VISIBLE INVISIBLE EMPTY_STOCK NOT_MODERATED MODERATED DISABLED STATE_FAILED READY_TO_SUPPLY "
+    "VALIDATION_STATE_PENDING VALIDATION_STATE_FAIL VALIDATION_STATE_SUCCESS TO_SUPPLY IN_SALE "
+    "REMOVED_FROM_SALE BANNED OVERPRICED CRITICALLY_OVERPRICED EMPTY_BARCODE BARCODE_EXISTS QUARANTINE "
+    "ARCHIVED OVERPRICED_WITH_STOCK PARTIAL_APPROVED AUTO_ARCHIVED MANUAL_ARCHIVED "
+    "SEASONAL_AUTO_ARCHIVED VISIBLE_WITH_FBO_STOCK".split()
+)
+WAREHOUSE_TYPES = frozenset({"ALL", "EXPRESS_DARK_STORE", "NOT_EXPRESS_DARK_STORE"})
+_DAY_NAMES = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
+
+FAULT_KINDS = frozenset(
+    {
+        "status",  # an HTTP error with an rpcStatus body (5xx by default)
+        "slow",  # answer after ``delay`` seconds (past the client's timeout)
+        "rate_limit",  # 429 code 8 with Retry-After
+        "malformed_json",  # 200 with a body that is not JSON
+        "html",  # an HTML error page from a proxy
+        "truncated",  # the connection closes before the announced Content-Length
+        "repeat_cursor",  # v4 answers the cursor it was sent, so paging never advances
+        "obsolete",  # the method is switched off
+        "mutate",  # the catalogue changes after this answer (a product is inserted at the head)
+    }
+)
+
+
+class ApiError(Exception):
+    """An error answer with Ozon's rpcStatus body."""
+
+    def __init__(self, status: int, code: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
+
+
+@dataclass
+class Fault:
+    """A fault on one method: applies to ``times`` answers (-1: until cleared) after ``after`` good ones."""
+
+    method: str
+    kind: str
+    times: int = 1
+    after: int = 0
+    status: int = 503
+    delay: float = 0.0
+    message: str = ""
+    retry_after: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; known: {sorted(FAULT_KINDS)}")
+
+
+@dataclass
+class Account:
+    """A seller account the simulator knows: its key, its roles and its catalogue."""
+
+    client_id: str
+    api_key: str
+    catalogue: Catalogue
+    methods: frozenset[str] | None = None  # methods its key has a role for; None = all
+
+
+@dataclass
+class SimulatorConfig:
+    rate_limit: float = 50.0  # requests per second per Client-Id, across methods
+    latency: float = 0.0  # seconds added to every answer
+    last_page: str = "empty"  # "empty": cursor "" on the last page; "opaque": a cursor to an empty page
+    total_fields: str = "both"  # "both", "total_items" (after the switch-off of total) or "total"
+    v1_warehouse_list_requires_limit: bool = True
+    max_analytics_limit: int = 1000  # UNCONFIRMED upstream; the simulator enforces this one
+
+
+class _TokenBucket:
+    def __init__(self, rate: float, per: float = 1.0):
+        self.capacity = rate
+        self.rate = rate / per
+        self.tokens = rate
+        self.stamp = time.monotonic()
+
+    def take(self) -> tuple[bool, int, float]:
+        """Take a token: (allowed, tokens left, seconds until the next token)."""
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True, int(self.tokens), 0.0
+        return False, 0, (1 - self.tokens) / self.rate
+
+
+def _encode_cursor(offset: int, version: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}:v{version}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        kind, offset, _ = base64.urlsafe_b64decode(cursor.encode()).decode().split(":")
+        if kind != "o":
+            raise ValueError(kind)
+        return int(offset)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, 3, "invalid cursor") from exc
+
+
+def _int_list(values: Any, field_name: str) -> list[int]:
+    if values is None:
+        return []
+    if not isinstance(values, list):
+        raise ApiError(400, 3, f"{field_name}: expected an array")
+    try:
+        return [int(v) for v in values]
+    except (TypeError, ValueError) as exc:
+        raise ApiError(400, 3, f"{field_name}: expected int64 values") from exc
+
+
+def _limit(body: dict[str, Any], maximum: int, required: bool = True) -> int:
+    if "limit" not in body:
+        if required:
+            raise ApiError(400, 3, "limit: value is required")
+        return maximum
+    limit = body["limit"]
+    if isinstance(limit, str) and limit.isdigit():
+        limit = int(limit)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= maximum:
+        raise ApiError(400, 3, f"limit: value must be between 1 and {maximum}")
+    return limit
+
+
+class OzonSimulator:
+    """The simulated API: state, faults and method handlers (no HTTP here, see ``serve``)."""
+
+    def __init__(self, accounts: list[Account], config: SimulatorConfig | None = None):
+        self.accounts = {a.client_id: a for a in accounts}
+        self.config = config or SimulatorConfig()
+        self.faults: list[Fault] = []
+        self.lock = threading.Lock()
+        self._buckets: dict[tuple[str, str], _TokenBucket] = {}
+        self.stats: dict[str, Any] = {}
+        self.reset_stats()
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def reset_stats(self) -> None:
+        with self.lock:
+            self.stats = {
+                "requests": defaultdict(int),
+                "statuses": defaultdict(int),
+                "first": None,
+                "last": None,
+            }
+
+    def stats_snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "requests": dict(self.stats["requests"]),
+                "statuses": dict(self.stats["statuses"]),
+                "first": self.stats["first"],
+                "last": self.stats["last"],
+            }
+
+    def set_faults(self, faults: list[Fault]) -> None:
+        with self.lock:
+            self.faults = list(faults)
+
+    def add_fault(self, fault: Fault) -> None:
+        with self.lock:
+            self.faults.append(fault)
+
+    def clear_faults(self) -> None:
+        self.set_faults([])
+
+    def _take_fault(self, method: str) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.method != method or fault.times == 0:
+                    continue
+                if fault.after > 0:
+                    fault.after -= 1
+                    return None
+                if fault.times > 0:
+                    fault.times -= 1
+                return Fault(**asdict(fault))
+        return None
+
+    def _rate_check(self, client_id: str, method: str) -> int:
+        """Apply the per-Client-Id and per-method buckets; return Ratelimit-Remaining."""
+        with self.lock:
+            buckets = [(client_id, "*", self.config.rate_limit, 1.0)]
+            if method in METHOD_LIMITS:
+                buckets.append((client_id, method, *METHOD_LIMITS[method]))
+            remaining = None
+            for cid, key, rate, per in buckets:
+                bucket = self._buckets.get((cid, key))
+                if bucket is None:
+                    bucket = self._buckets[(cid, key)] = _TokenBucket(rate, per)
+                ok, left, wait = bucket.take()
+                if not ok:
+                    raise ApiError(
+                        429,
+                        8,
+                        "You have reached request rate limit per second",
+                        {"Retry-After": str(max(1, int(wait + 0.999))), "Ratelimit-Remaining": "0"},
+                    )
+                remaining = left if remaining is None else min(remaining, left)
+            return remaining or 0
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    def authenticate(self, headers: Any, method: str) -> Account:
+        client_id, api_key = headers.get("Client-Id"), headers.get("Api-Key")
+        if not client_id or not api_key:
+            raise ApiError(401, 16, "Client-Id and Api-Key headers are required")
+        if not client_id.isdigit() or int(client_id) <= 0:
+            raise ApiError(400, 3, "Client-Id header value should be positive integer")
+        account = self.accounts.get(client_id)
+        if account is None or account.api_key != api_key:
+            raise ApiError(404, 5, "Invalid Api-Key, please check the key and try again")
+        if account.methods is not None and method not in account.methods:
+            raise ApiError(403, 7, "Api-Key is missing a required role for a method")
+        return account
+
+    def handle(self, method: str, body: dict[str, Any], account: Account) -> dict[str, Any]:
+        catalogue = account.catalogue
+        if method == V4_STOCKS:
+            return self.v4_stocks(catalogue, body)
+        if method == V2_STOCK_ON_WAREHOUSES:
+            return self.stock_on_warehouses(catalogue, body)
+        if method == V1_ANALYTICS_STOCKS:
+            return self.analytics_stocks(catalogue, body)
+        if method == V1_WAREHOUSE_LIST:
+            return self.warehouse_list_v1(catalogue, body)
+        if method == V2_WAREHOUSE_LIST:
+            return self.warehouse_list_v2(catalogue, body)
+        raise ApiError(404, 5, "Not Found")
+
+    # -- methods -------------------------------------------------------------------------------
+
+    def v4_stocks(self, catalogue: Catalogue, body: dict[str, Any]) -> dict[str, Any]:
+        limit = _limit(body, 1000)
+        filt = body.get("filter")
+        if not isinstance(filt, dict):
+            raise ApiError(400, 3, "filter: value is required")
+        visibility = filt.get("visibility", "ALL")
+        if visibility not in VISIBILITY:
+            raise ApiError(400, 3, f"filter.visibility: unknown value {visibility!r}")
+        offer_ids = filt.get("offer_id") or []
+        if not isinstance(offer_ids, list):
+            raise ApiError(400, 3, "filter.offer_id: expected an array")
+        product_ids = set(_int_list(filt.get("product_id"), "filter.product_id"))
+        cursor = body.get("cursor") or ""
+        offset = _decode_cursor(cursor) if cursor else 0
+
+        products = catalogue.products
+        if visibility != "ALL" or offer_ids or product_ids:
+            wanted_offers = set(offer_ids)
+            products = [
+                p
+                for p in products
+                if (not wanted_offers or p.offer_id in wanted_offers)
+                and (not product_ids or p.product_id in product_ids)
+                and _visible(p, visibility)
+            ]
+        page = products[offset : offset + limit]
+        end = offset + len(page)
+        if end < len(products):
+            next_cursor = _encode_cursor(end, catalogue.version)
+        elif self.config.last_page == "opaque":
+            next_cursor = _encode_cursor(end, catalogue.version) if page else cursor
+        else:
+            next_cursor = ""
+        answer: dict[str, Any] = {
+            "cursor": next_cursor,
+            "items": [
+                {
+                    "offer_id": p.offer_id,
+                    "product_id": p.product_id,
+                    "stocks": [
+                        {
+                            "present": s.present,
+                            "reserved": s.reserved,
+                            "shipment_type": s.shipment_type,
+                            "sku": s.sku,
+                            "type": s.type,
+                        }
+                        for s in p.stocks
+                    ],
+                }
+                for p in page
+            ],
+        }
+        if self.config.total_fields in ("both", "total"):
+            answer["total"] = len(products)
+        if self.config.total_fields in ("both", "total_items"):
+            answer["total_items"] = len(products)
+        return answer
+
+    def stock_on_warehouses(self, catalogue: Catalogue, body: dict[str, Any]) -> dict[str, Any]:
+        limit = _limit(body, self.config.max_analytics_limit)
+        offset = body.get("offset", 0)
+        if not isinstance(offset, int) or offset < 0:
+            raise ApiError(400, 3, "offset: must be a non-negative integer")
+        wtype = body.get("warehouse_type", "ALL")
+        if wtype not in WAREHOUSE_TYPES:
+            raise ApiError(400, 3, f"warehouse_type: unknown value {wtype!r}")
+        rows = catalogue.rows
+        if wtype != "ALL":
+            express = wtype == "EXPRESS_DARK_STORE"
+            rows = [r for r in rows if catalogue.ozon_warehouses[r.warehouse].express == express]
+        whs = catalogue.ozon_warehouses
+        out = []
+        for r in rows[offset : offset + limit]:
+            product = catalogue.product_of_sku(r.sku)
+            out.append(
+                {
+                    "sku": r.sku,
+                    "warehouse_name": whs[r.warehouse].name,
+                    "item_code": product.offer_id if product else "",
+                    "item_name": product.name if product else "",
+                    "promised_amount": r.promised,
+                    "free_to_sell_amount": r.free_to_sell,
+                    "reserved_amount": r.reserved,
+                }
+            )
+        return {"result": {"rows": out}}
+
+    def analytics_stocks(self, catalogue: Catalogue, body: dict[str, Any]) -> dict[str, Any]:
+        skus = _int_list(body.get("skus"), "skus")
+        if not skus:
+            raise ApiError(400, 3, "skus: value is required")
+        if len(skus) > 100:
+            raise ApiError(400, 3, "skus: must contain at most 100 items")
+        if body.get("cluster_ids") and body.get("macrolocal_cluster_ids"):
+            raise ApiError(400, 3, "use only one of cluster_ids or macrolocal_cluster_ids")
+        wanted = set(skus)
+        whs = catalogue.ozon_warehouses
+        rows = [r for sku in sorted(wanted) for r in catalogue.rows_of_sku(sku)]
+        cluster_sum: dict[tuple[int, int], int] = defaultdict(int)
+        for r in rows:
+            cluster_sum[(r.sku, whs[r.warehouse].cluster_id)] += r.free_to_sell
+        items = []
+        for r in rows:
+            wh = whs[r.warehouse]
+            product = catalogue.product_of_sku(r.sku)
+            items.append(
+                {
+                    "sku": r.sku,
+                    "offer_id": product.offer_id if product else "",
+                    "name": product.name if product else "",
+                    "warehouse_id": wh.warehouse_id,
+                    "warehouse_name": wh.name,
+                    "cluster_id": wh.cluster_id,
+                    "cluster_name": wh.cluster_name,
+                    "macrolocal_cluster_id": wh.macrolocal_cluster_id,
+                    "available_stock_count": r.free_to_sell,
+                    "valid_stock_count": 0,
+                    "waiting_docs_stock_count": 0,
+                    "expiring_stock_count": 0,
+                    "transit_defect_stock_count": 0,
+                    "stock_defect_stock_count": 0,
+                    "excess_stock_count": 0,
+                    "other_stock_count": r.reserved,
+                    "requested_stock_count": r.promised,
+                    "transit_stock_count": 0,
+                    "return_from_customer_stock_count": 0,
+                    "return_to_seller_stock_count": 0,
+                    "ads": round(r.free_to_sell / 28, 2),
+                    "ads_cluster": round(cluster_sum[(r.sku, wh.cluster_id)] / 28, 2),
+                    "idc": 28.0,
+                    "days_without_sales": 0,
+                    "days_without_sales_cluster": 0,
+                    "turnover_grade": "ACTUAL",
+                    "turnover_grade_cluster": "ACTUAL",
+                    "item_tags": [],
+                }
+            )
+        return {"items": items}
+
+    def warehouse_list_v1(self, catalogue: Catalogue, body: dict[str, Any]) -> dict[str, Any]:
+        limit = _limit(body, 200, required=self.config.v1_warehouse_list_requires_limit)
+        offset = int(body.get("offset", 0) or 0)
+        result = []
+        for w in catalogue.seller_warehouses[offset : offset + limit]:
+            result.append(
+                {
+                    "warehouse_id": w.warehouse_id,
+                    "name": w.name,
+                    "is_rfbs": w.is_rfbs,
+                    "has_entrusted_acceptance": False,
+                    "first_mile_type": {
+                        "dropoff_point_id": "",
+                        "dropoff_timeslot_id": 0,
+                        "first_mile_is_changing": False,
+                        "first_mile_type": "DropOff",
+                    },
+                    "is_kgt": False,
+                    "can_print_act_in_advance": False,
+                    "min_working_days": 1,
+                    "is_karantin": False,
+                    "has_postings_limit": False,
+                    "postings_limit": -1,
+                    "min_postings_limit": 0,
+                    "working_days": list(w.working_days),  # ints, as every Ozon example
+                    "is_timetable_editable": True,
+                    "is_economy": False,
+                    "status": w.status,
+                }
+            )
+        return {"result": result}
+
+    def warehouse_list_v2(self, catalogue: Catalogue, body: dict[str, Any]) -> dict[str, Any]:
+        limit = _limit(body, 200)
+        ids = set(_int_list(body.get("warehouse_ids"), "warehouse_ids"))
+        cursor = body.get("cursor") or ""
+        offset = _decode_cursor(cursor) if cursor else 0
+        whs = [w for w in catalogue.seller_warehouses if not ids or w.warehouse_id in ids]
+        page = whs[offset : offset + limit]
+        end = offset + len(page)
+        has_next = end < len(whs)
+        return {
+            "cursor": _encode_cursor(end, catalogue.version) if has_next else "",
+            "has_next": has_next,
+            "warehouses": [
+                {
+                    "warehouse_id": w.warehouse_id,
+                    "name": w.name,
+                    "status": w.status.upper(),
+                    "warehouse_type": "RFBS" if w.is_rfbs else "FBS",
+                    "is_rfbs": w.is_rfbs,
+                    "is_kgt": False,
+                    "is_express": False,
+                    "working_days": [_DAY_NAMES[d - 1] for d in w.working_days],
+                    "first_mile": {"type": "DROP_OFF", "dropoff_point_id": "", "timeslot_id": 0},
+                    "created_at": "2025-03-01T09:00:00Z",
+                    "updated_at": "2026-10-01T09:00:00Z",
+                }
+                for w in page
+            ],
+        }
+
+
+def _visible(product: Any, visibility: str) -> bool:
+    if visibility == "ALL":
+        return True
+    if visibility in ("VISIBLE", "IN_SALE"):
+        return product.visibility == "VISIBLE"
+    if visibility in ("INVISIBLE", "ARCHIVED"):
+        return product.visibility != "VISIBLE"
+    if visibility == "EMPTY_STOCK":
+        return all(s.present == 0 for s in product.stocks)
+    return True
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Silence per-request logging: the client logs every request itself."""
+
+    def _send(self, status: int, body: bytes, ctype: str, headers: dict[str, str]) -> None:
+        self._count(status)
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _count(self, status: int) -> None:
+        """Count an answer of a Seller API method before it is sent (control calls are not counted)."""
+        method = getattr(self, "_method", None)
+        if method is None:
+            return
+        sim = self.server.sim
+        with sim.lock:
+            stats = sim.stats
+            stats["requests"][method] += 1
+            stats["statuses"][f"{method} {status}"] += 1
+            now = time.time()
+            stats["first"] = stats["first"] or now
+            stats["last"] = now
+        self._method = None
+
+    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        self._send(status, body, "application/json", headers or {})
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        self._method = None
+        sim = self.server.sim
+        if self.path == "/__sim/stats":
+            self._send_json(200, sim.stats_snapshot())
+        elif self.path == "/__sim/health":
+            self._send_json(200, {"status": "ok"})
+        else:
+            self._send_json(404, {"code": 5, "message": "Not Found"})
+
+    def do_DELETE(self) -> None:  # noqa: N802 - stdlib name
+        self._method = None
+        if self.path == "/__sim/faults":
+            self.server.sim.clear_faults()
+            self._send_json(200, {"faults": []})
+        else:
+            self._send_json(404, {"code": 5, "message": "Not Found"})
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        raw = self._read_body()
+        self._method = None
+        if self.path.startswith("/__sim/"):
+            self._control(raw)
+            return
+        sim = self.server.sim
+        method = self._method = self.path.split("?", 1)[0]
+        headers: dict[str, str] = {}
+        try:
+            if method not in METHODS:
+                raise ApiError(404, 5, "Not Found")
+            account = sim.authenticate(self.headers, method)
+            headers["Ratelimit-Remaining"] = str(sim._rate_check(account.client_id, method))
+            fault = sim._take_fault(method)
+            if sim.config.latency:
+                time.sleep(sim.config.latency)
+            if fault is not None and self._play_fault(fault, headers):
+                return
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError as exc:
+                raise ApiError(400, 3, "invalid request body: not JSON") from exc
+            if not isinstance(body, dict):
+                raise ApiError(400, 3, "invalid request body: expected an object")
+            with sim.lock:
+                answer = sim.handle(method, body, account)
+            if fault is not None and fault.kind == "repeat_cursor" and "cursor" in answer:
+                answer["cursor"] = body.get("cursor") or answer["cursor"]
+            if fault is not None and fault.kind == "mutate":
+                with sim.lock:
+                    account.catalogue.insert_product_first()
+            self._send_json(200, answer, headers)
+        except ApiError as err:
+            self._send_json(
+                err.status, {"code": err.code, "message": err.message, "details": []}, headers | err.headers
+            )
+
+    def _play_fault(self, fault: Fault, headers: dict[str, str]) -> bool:
+        """Answer with the fault; False when the fault changes a normal answer instead."""
+        if fault.kind == "status":
+            message = fault.message or ("Internal error" if fault.status >= 500 else "error")
+            self._send_json(fault.status, {"code": 13, "message": message, "details": []}, headers)
+        elif fault.kind == "slow":
+            time.sleep(fault.delay)
+            return False
+        elif fault.kind == "rate_limit":
+            self._send_json(
+                429,
+                {"code": 8, "message": "You have reached request rate limit per second"},
+                headers | {"Retry-After": str(fault.retry_after), "Ratelimit-Remaining": "0"},
+            )
+        elif fault.kind == "malformed_json":
+            self._send(200, b'{"items": [{"offer_id": "x", "product_id": 1,', "application/json", headers)
+        elif fault.kind == "html":
+            page = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+            self._send(502, page, "text/html", headers)
+        elif fault.kind == "truncated":
+            body = b'{"items": [], "cursor": "", "total": 0}'
+            self._count(200)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body) * 4))
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+        elif fault.kind == "obsolete":
+            message = fault.message or "Obsolete method cannot be used"
+            status = fault.status if fault.status != 503 else 404
+            self._send_json(status, {"code": 5, "message": message, "details": []}, headers)
+        else:
+            return False
+        return True
+
+    def _control(self, raw: bytes) -> None:
+        sim = self.server.sim
+        try:
+            payload = json.loads(raw or b"{}")
+            if self.path == "/__sim/faults":
+                faults = [Fault(**f) for f in payload]
+                sim.set_faults(faults)
+                self._send_json(200, {"faults": [asdict(f) for f in faults]})
+            elif self.path == "/__sim/catalogue":
+                self._send_json(200, self._change_catalogue(payload))
+            elif self.path == "/__sim/config":
+                for key, value in payload.items():
+                    if not hasattr(sim.config, key):
+                        raise ValueError(f"unknown setting {key!r}")
+                    setattr(sim.config, key, value)
+                self._send_json(200, asdict(sim.config))
+            elif self.path == "/__sim/stats/reset":
+                sim.reset_stats()
+                self._send_json(200, {})
+            else:
+                self._send_json(404, {"code": 5, "message": "Not Found"})
+        except (ValueError, TypeError) as exc:
+            self._send_json(400, {"code": 3, "message": str(exc)})
+
+    def _change_catalogue(self, payload: dict[str, Any]) -> dict[str, Any]:
+        sim = self.server.sim
+        client_id = str(payload.get("client_id") or next(iter(sim.accounts)))
+        account = sim.accounts.get(client_id)
+        if account is None:
+            raise ValueError(f"unknown client_id {client_id!r}")
+        action = payload.get("action")
+        with sim.lock:
+            if action == "change":
+                return {"changed_rows": account.catalogue.change_stock(float(payload["fraction"]), int(payload.get("seed", 1)))}
+            if action == "remove":
+                return {"removed_products": account.catalogue.remove_products(int(payload["count"]))}
+        raise ValueError(f"unknown catalogue action {action!r}; use 'change' or 'remove'")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], sim: OzonSimulator):
+        super().__init__(address, _Handler)
+        self.sim = sim
+
+
+@dataclass
+class RunningSimulator:
+    """A simulator serving on a background thread; ``url`` is its base address."""
+
+    sim: OzonSimulator
+    server: _Server
+    thread: threading.Thread = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def serve(sim: OzonSimulator, host: str = "127.0.0.1", port: int = 0) -> RunningSimulator:
+    """Start serving ``sim`` on a background thread (port 0 picks a free port)."""
+    server = _Server((host, port), sim)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="ozon-simulator", daemon=True
+    )
+    thread.start()
+    return RunningSimulator(sim, server, thread)
+
+
+def default_simulator(
+    products: int = 175,
+    warehouses: int = 27,
+    seed: int = 42,
+    client_id: str = "100200",
+    api_key: str = "sim-api-key",
+    analytics_rows: int | None = None,
+    rows_per_sku: float | None = None,
+    config: SimulatorConfig | None = None,
+) -> OzonSimulator:
+    """One account with a catalogue; the old system's dataset when called with no arguments."""
+    if analytics_rows is None and rows_per_sku is None and (products, warehouses) == (175, 27):
+        analytics_rows = 511
+    catalogue = build_catalogue(products, warehouses, seed, rows_per_sku, analytics_rows)
+    return OzonSimulator([Account(client_id, api_key, catalogue)], config)
+

@@ -1,0 +1,49 @@
+"""Shared fixtures: an Airflow home on SQLite, the Ozon simulator on 127.0.0.1, a real PostgreSQL.
+
+The Airflow environment is set before anything imports Airflow.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="ozon-inventory-airflow-"))
+os.environ.setdefault("AIRFLOW_HOME", str(_AIRFLOW_HOME))
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
+os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
+for path in (ROOT / "plugins", ROOT / "dags"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+import pytest  # noqa: E402
+
+from ozon_inventory.simulator import SimulatorConfig, default_simulator, serve  # noqa: E402
+
+CLIENT_ID = "100200"
+API_KEY = "sim-key-Zq93-never-log-me"
+
+
+@pytest.fixture
+def simulator():
+    """The old system's dataset (175 products, 27 warehouses, 511 rows) served on 127.0.0.1."""
+    sim = default_simulator(client_id=CLIENT_ID, api_key=API_KEY, config=SimulatorConfig())
+    running = serve(sim)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def client(simulator):
+    from ozon_inventory.client import OzonClient
+
+    return OzonClient(
+        simulator.url, CLIENT_ID, API_KEY, rate_limit=1000, timeout=2, backoff=0.01, backoff_max=0.05
+    )
