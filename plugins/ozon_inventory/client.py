@@ -217,7 +217,9 @@ class OzonClient:
                         self._record(stat, attempt, status, latency, waited, rows, len(raw), method)
                         return raw, data, rows
                 elif status == 429:
-                    retry_after = min(_RETRY_AFTER_CAP, float(_positive_int(response.headers.get("Retry-After")) or 1))
+                    retry_after = min(
+                        _RETRY_AFTER_CAP, float(_positive_int(response.headers.get("Retry-After")) or 1)
+                    )
                     self._budget.pause(retry_after)
                     cause = f"HTTP 429 rate limited ({_error_text(raw)}), Retry-After {retry_after:g} s"
                 elif status >= 500:
@@ -229,7 +231,9 @@ class OzonClient:
                 raise error
             if attempt <= self.max_retries:
                 delay = random.uniform(0, min(self.backoff_max, self.backoff * 2 ** (attempt - 1)))
-                log.warning("Ozon %s attempt %d failed (%s); retrying in %.2f s", method, attempt, cause, delay)
+                log.warning(
+                    "Ozon %s attempt %d failed (%s); retrying in %.2f s", method, attempt, cause, delay
+                )
                 self.sleep(max(delay, 0.0))
         raise OzonTransientError(method, self.max_retries + 1, cause)
 
@@ -358,9 +362,13 @@ class OzonClient:
                     raw, data, rows, body = pending.pop(offset).result()
                     number += 1
                     if number > self.max_pages:
-                        raise OzonPagingError(f"Ozon {method}: more than {self.max_pages} pages; stopped paging")
+                        raise OzonPagingError(
+                            f"Ozon {method}: more than {self.max_pages} pages; stopped paging"
+                        )
                     for row in data["result"]["rows"]:
-                        key = hash((row.get("sku"), row.get("warehouse_name"))) if isinstance(row, dict) else 0
+                        key = (
+                            hash((row.get("sku"), row.get("warehouse_name"))) if isinstance(row, dict) else 0
+                        )
                         duplicates += key in keys
                         keys.add(key)
                     yield Page(method, number, raw, data, rows, body)

@@ -67,7 +67,9 @@ def _item_properties(schema: dict) -> dict:
     node = schema
     while True:
         props = node.get("properties", {})
-        arrays = [v for v in props.values() if v.get("type") == "array" and "properties" in v.get("items", {})]
+        arrays = [
+            v for v in props.values() if v.get("type") == "array" and "properties" in v.get("items", {})
+        ]
         objects = [v for v in props.values() if v.get("type") == "object" and "properties" in v]
         if arrays:
             return arrays[0]["items"]["properties"]

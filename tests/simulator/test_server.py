@@ -22,8 +22,18 @@ def post(sim, method, body, headers=HEADERS):
     ("headers", "status", "code", "text"),
     [
         ({}, 401, 16, "Client-Id and Api-Key headers are required"),
-        ({"Client-Id": "abc", "Api-Key": API_KEY}, 400, 3, "Client-Id header value should be positive integer"),
-        ({"Client-Id": CLIENT_ID, "Api-Key": "wrong"}, 404, 5, "Invalid Api-Key, please check the key and try again"),
+        (
+            {"Client-Id": "abc", "Api-Key": API_KEY},
+            400,
+            3,
+            "Client-Id header value should be positive integer",
+        ),
+        (
+            {"Client-Id": CLIENT_ID, "Api-Key": "wrong"},
+            404,
+            5,
+            "Invalid Api-Key, please check the key and try again",
+        ),
     ],
 )
 def test_auth_errors_have_ozon_bodies(simulator, headers, status, code, text):
@@ -117,7 +127,7 @@ def test_catalogue_is_consistent_across_methods():
                 assert sum(r.free_to_sell for r in rows) == stock.present - stock.reserved
                 assert sum(r.reserved for r in rows) == stock.reserved
     offers = "".join(p.offer_id for p in catalogue.products)
-    for char in ",\"\\\t ё*":
+    for char in ',"\\\t ё*':
         assert char in offers
     again = build_catalogue(2000, 30, seed=7, rows_per_sku=10)
     assert [(r.sku, r.warehouse, r.free_to_sell) for r in again.rows] == [
@@ -142,7 +152,11 @@ def test_rate_limit_429_with_retry_after_and_remaining_header():
         statuses = [a.status_code for a in answers]
         assert statuses[:5] == [200] * 5 and 429 in statuses[5:]
         limited = answers[statuses.index(429)]
-        assert limited.json() == {"code": 8, "message": "You have reached request rate limit per second", "details": []}
+        assert limited.json() == {
+            "code": 8,
+            "message": "You have reached request rate limit per second",
+            "details": [],
+        }
         assert int(limited.headers["Retry-After"]) >= 1
         assert all("Ratelimit-Remaining" in a.headers for a in answers)
         assert [int(a.headers["Ratelimit-Remaining"]) for a in answers[:3]] == [4, 3, 2]
@@ -174,7 +188,9 @@ def test_faults_over_control_endpoint(simulator):
     assert requests.post(simulator.url + "/__sim/faults", json=faults, timeout=5).status_code == 200
     statuses = [post(simulator, V4, {"limit": 1, "filter": {}}).status_code for _ in range(3)]
     assert statuses == [502, 502, 200]
-    requests.post(simulator.url + "/__sim/faults", json=[{"method": V4, "kind": "obsolete", "times": -1}], timeout=5)
+    requests.post(
+        simulator.url + "/__sim/faults", json=[{"method": V4, "kind": "obsolete", "times": -1}], timeout=5
+    )
     gone = post(simulator, V4, {"limit": 1, "filter": {}})
     assert gone.status_code == 404 and gone.json()["message"] == "Obsolete method cannot be used"
     requests.delete(simulator.url + "/__sim/faults", timeout=5)
@@ -193,9 +209,13 @@ def test_unknown_fault_kind_is_refused(simulator):
 def test_catalogue_changes_over_control_endpoint(simulator):
     catalogue = simulator.sim.accounts[CLIENT_ID].catalogue
     before = [(r.sku, r.free_to_sell) for r in catalogue.rows]
-    changed = requests.post(simulator.url + "/__sim/catalogue", json={"action": "change", "fraction": 0.1}, timeout=5)
+    changed = requests.post(
+        simulator.url + "/__sim/catalogue", json={"action": "change", "fraction": 0.1}, timeout=5
+    )
     assert changed.json()["changed_rows"] == 51
     after = [(r.sku, r.free_to_sell) for r in catalogue.rows]
     assert sum(a != b for a, b in zip(before, after, strict=True)) > 0
-    removed = requests.post(simulator.url + "/__sim/catalogue", json={"action": "remove", "count": 5}, timeout=5)
+    removed = requests.post(
+        simulator.url + "/__sim/catalogue", json={"action": "remove", "count": 5}, timeout=5
+    )
     assert len(removed.json()["removed_products"]) == 5 and len(catalogue.products) == 170

@@ -36,8 +36,13 @@ def main(argv: list[str] | None = None) -> int:
         total_fields=args.total_fields,
     )
     sim = default_simulator(
-        args.products, args.warehouses, args.seed, args.client_id, args.api_key,
-        rows_per_sku=args.rows_per_sku, config=config,
+        args.products,
+        args.warehouses,
+        args.seed,
+        args.client_id,
+        args.api_key,
+        rows_per_sku=args.rows_per_sku,
+        config=config,
     )
     running = serve(sim, args.host, args.port)
     catalogue = sim.accounts[args.client_id].catalogue

@@ -267,9 +267,7 @@ def build_catalogue(
             fbo_skus.append(sku)
         if rng.random() < 0.5 or not has_fbo:
             present = rng.randint(0, 40)
-            stocks.append(
-                Stock("fbs", sku, present, rng.randint(0, present), rng.choice(SHIPMENT_TYPES))
-            )
+            stocks.append(Stock("fbs", sku, present, rng.randint(0, present), rng.choice(SHIPMENT_TYPES)))
         if rng.random() < 0.1:
             present = rng.randint(0, 20)
             stocks.append(Stock("rfbs", sku, present, rng.randint(0, present)))
@@ -316,10 +314,7 @@ def _warehouse_rows(
                     break
     else:
         mean = rows_per_sku if rows_per_sku is not None else min(3.0, warehouses)
-        counts = [
-            max(1, min(warehouses, round(rng.gauss(mean, max(1.0, mean / 3)))))
-            for _ in fbo_skus
-        ]
+        counts = [max(1, min(warehouses, round(rng.gauss(mean, max(1.0, mean / 3))))) for _ in fbo_skus]
     rows = []
     for sku, count in zip(fbo_skus, counts, strict=True):
         for wh in rng.sample(range(warehouses), count):
