@@ -47,3 +47,42 @@ def client(simulator):
     return OzonClient(
         simulator.url, CLIENT_ID, API_KEY, rate_limit=1000, timeout=2, backoff=0.01, backoff_max=0.05
     )
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL 15 started from the machine's binaries for the whole test session.
+
+    Its folder is world-readable because, as root, the server runs as the ``postgres`` user.
+    """
+    import shutil
+
+    from ozon_inventory.localpg import LocalPostgres
+
+    folder = Path(tempfile.mkdtemp(prefix="ozon-inventory-pg-"))
+    os.chmod(folder, 0o755)
+    server = LocalPostgres(folder / "data").start()
+    yield server
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_dsn(pg_server):
+    """A fresh, empty database per test; its DSN."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server.dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql://{pg_server.user}@127.0.0.1:{pg_server.port}/{name}"
+
+
+@pytest.fixture
+def pg_conn(pg_dsn):
+    import psycopg
+
+    with psycopg.connect(pg_dsn) as conn:
+        yield conn

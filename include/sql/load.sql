@@ -1,0 +1,142 @@
+-- Statements of one account's load; each runs inside the load's single transaction.
+-- Parameters: %(account)s, %(as_of)s, %(run_id)s. Temp tables hold this run's model files.
+
+-- name: lock_account
+SELECT pg_advisory_xact_lock(hashtext('ozon_inventory:' || %(account)s));
+
+-- name: source_state
+SELECT source, as_of, rows, products FROM ozon_source_state WHERE account = %(account)s;
+
+-- name: temp_stock_by_type
+CREATE TEMP TABLE tmp_stock_by_type (
+    product_id bigint, sku bigint, stock_type text, shipment_type text, present integer, reserved integer
+) ON COMMIT DROP;
+
+-- name: temp_products
+CREATE TEMP TABLE tmp_products (product_id bigint, offer_id text, name text) ON COMMIT DROP;
+
+-- name: temp_stock_by_warehouse
+CREATE TEMP TABLE tmp_stock_by_warehouse (
+    sku bigint, warehouse_name text, warehouse_id bigint, free_to_sell integer, promised integer, reserved integer
+) ON COMMIT DROP;
+
+-- name: temp_warehouses
+CREATE TEMP TABLE tmp_warehouses (
+    kind text, warehouse_id bigint, name text, is_rfbs boolean, status text, working_days text,
+    cluster_id bigint, cluster_name text
+) ON COMMIT DROP;
+
+-- name: close_stock_by_type
+-- Close the current rows that changed or vanished.
+UPDATE ozon_stock_by_type_history h SET valid_to = %(as_of)s
+WHERE h.account = %(account)s AND h.valid_to IS NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM tmp_stock_by_type t
+      WHERE t.sku = h.sku AND t.stock_type = h.stock_type AND t.shipment_type = h.shipment_type
+        AND t.product_id = h.product_id AND t.present = h.present AND t.reserved = h.reserved);
+
+-- name: open_stock_by_type
+-- Open a row for every key without a current row: new keys and the ones just closed.
+INSERT INTO ozon_stock_by_type_history
+    (account, product_id, sku, stock_type, shipment_type, present, reserved, valid_from, run_id)
+SELECT %(account)s, t.product_id, t.sku, t.stock_type, t.shipment_type, t.present, t.reserved, %(as_of)s, %(run_id)s
+FROM tmp_stock_by_type t
+WHERE NOT EXISTS (
+    SELECT 1 FROM ozon_stock_by_type_history h
+    WHERE h.account = %(account)s AND h.valid_to IS NULL
+      AND h.sku = t.sku AND h.stock_type = t.stock_type AND h.shipment_type = t.shipment_type);
+
+-- name: upsert_products
+INSERT INTO ozon_product AS p (account, product_id, offer_id, name, updated_at)
+SELECT %(account)s, product_id, offer_id, name, %(as_of)s FROM tmp_products
+ON CONFLICT (account, product_id) DO UPDATE
+SET offer_id = EXCLUDED.offer_id, name = COALESCE(EXCLUDED.name, p.name), updated_at = EXCLUDED.updated_at
+WHERE (p.offer_id, p.name) IS DISTINCT FROM (EXCLUDED.offer_id, COALESCE(EXCLUDED.name, p.name));
+
+-- name: delete_vanished_products
+DELETE FROM ozon_product p WHERE p.account = %(account)s
+  AND NOT EXISTS (SELECT 1 FROM tmp_products t WHERE t.product_id = p.product_id);
+
+-- name: upsert_skus
+INSERT INTO ozon_sku AS k (account, sku, product_id)
+SELECT DISTINCT ON (sku) %(account)s, sku, product_id FROM tmp_stock_by_type ORDER BY sku, stock_type
+ON CONFLICT (account, sku) DO UPDATE SET product_id = EXCLUDED.product_id
+WHERE k.product_id <> EXCLUDED.product_id;
+
+-- name: delete_vanished_skus
+DELETE FROM ozon_sku k WHERE k.account = %(account)s
+  AND NOT EXISTS (SELECT 1 FROM tmp_stock_by_type t WHERE t.sku = k.sku);
+
+-- name: close_stock_by_warehouse
+UPDATE ozon_stock_by_warehouse_history h SET valid_to = %(as_of)s
+WHERE h.account = %(account)s AND h.valid_to IS NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM tmp_stock_by_warehouse t
+      WHERE t.sku = h.sku AND t.warehouse_name = h.warehouse_name
+        AND t.free_to_sell = h.free_to_sell AND t.promised = h.promised
+        AND t.reserved IS NOT DISTINCT FROM h.reserved
+        AND t.warehouse_id IS NOT DISTINCT FROM h.warehouse_id);
+
+-- name: open_stock_by_warehouse
+INSERT INTO ozon_stock_by_warehouse_history
+    (account, sku, warehouse_name, warehouse_id, free_to_sell, promised, reserved, valid_from, run_id)
+SELECT %(account)s, t.sku, t.warehouse_name, t.warehouse_id, t.free_to_sell, t.promised, t.reserved,
+       %(as_of)s, %(run_id)s
+FROM tmp_stock_by_warehouse t
+WHERE NOT EXISTS (
+    SELECT 1 FROM ozon_stock_by_warehouse_history h
+    WHERE h.account = %(account)s AND h.valid_to IS NULL
+      AND h.sku = t.sku AND h.warehouse_name = t.warehouse_name);
+
+-- name: upsert_warehouses
+-- %(kind)s is 'ozon' or 'seller': each source replaces only its own kind.
+INSERT INTO ozon_warehouse AS w
+    (account, kind, warehouse_id, name, is_rfbs, status, working_days, cluster_id, cluster_name, updated_at)
+SELECT %(account)s, kind, warehouse_id, name, is_rfbs, status, working_days, cluster_id, cluster_name, %(as_of)s
+FROM tmp_warehouses WHERE kind = %(kind)s
+ON CONFLICT (account, warehouse_key) DO UPDATE
+SET warehouse_id = COALESCE(EXCLUDED.warehouse_id, w.warehouse_id), name = EXCLUDED.name,
+    is_rfbs = EXCLUDED.is_rfbs, status = EXCLUDED.status, working_days = EXCLUDED.working_days,
+    cluster_id = COALESCE(EXCLUDED.cluster_id, w.cluster_id),
+    cluster_name = COALESCE(EXCLUDED.cluster_name, w.cluster_name), updated_at = EXCLUDED.updated_at;
+
+-- name: delete_vanished_warehouses
+DELETE FROM ozon_warehouse w WHERE w.account = %(account)s AND w.kind = %(kind)s
+  AND NOT EXISTS (
+      SELECT 1 FROM tmp_warehouses t
+      WHERE t.kind = w.kind
+        AND CASE WHEN t.kind = 'seller' THEN 'seller:' || t.warehouse_id::text ELSE 'ozon:' || t.name END
+            = w.warehouse_key);
+
+-- name: upsert_source_state
+INSERT INTO ozon_source_state (account, source, as_of, run_id, method, rows, products)
+VALUES (%(account)s, %(source)s, %(as_of)s, %(run_id)s, %(method)s, %(rows)s, %(products)s)
+ON CONFLICT (account, source) DO UPDATE
+SET as_of = EXCLUDED.as_of, run_id = EXCLUDED.run_id, method = EXCLUDED.method, rows = EXCLUDED.rows,
+    products = EXCLUDED.products;
+
+-- name: delete_run_rejects
+DELETE FROM ozon_reject WHERE account = %(account)s AND run_id = %(run_id)s;
+
+-- name: temp_rejects
+CREATE TEMP TABLE tmp_rejects (source text, reason text, record text) ON COMMIT DROP;
+
+-- name: insert_rejects
+INSERT INTO ozon_reject (account, run_id, source, reason, record)
+SELECT %(account)s, %(run_id)s, source, reason, record::jsonb FROM tmp_rejects;
+
+-- name: upsert_run
+INSERT INTO ozon_sync_run (account, run_id, run_key, status, degraded, missing_sources, applied_sources,
+    stale_sources, products, stock_rows, warehouse_rows, warehouses, rejects, mismatches, history_opened,
+    history_closed, sources, durations, loaded_at)
+VALUES (%(account)s, %(run_id)s, %(run_key)s, %(status)s, %(degraded)s, %(missing)s, %(applied)s, %(stale)s,
+    %(products)s, %(stock_rows)s, %(warehouse_rows)s, %(warehouses)s, %(rejects)s, %(mismatches)s,
+    %(history_opened)s, %(history_closed)s, %(sources)s, %(durations)s, now())
+ON CONFLICT (account, run_id) DO UPDATE
+SET run_key = EXCLUDED.run_key, status = EXCLUDED.status, degraded = EXCLUDED.degraded,
+    missing_sources = EXCLUDED.missing_sources, applied_sources = EXCLUDED.applied_sources,
+    stale_sources = EXCLUDED.stale_sources, products = EXCLUDED.products, stock_rows = EXCLUDED.stock_rows,
+    warehouse_rows = EXCLUDED.warehouse_rows, warehouses = EXCLUDED.warehouses, rejects = EXCLUDED.rejects,
+    mismatches = EXCLUDED.mismatches, history_opened = EXCLUDED.history_opened,
+    history_closed = EXCLUDED.history_closed, sources = EXCLUDED.sources, durations = EXCLUDED.durations,
+    loaded_at = now();

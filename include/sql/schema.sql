@@ -1,0 +1,190 @@
+-- ozon-inventory schema. Idempotent: safe to run on every load (CREATE … IF NOT EXISTS,
+-- CREATE OR REPLACE VIEW); later versions add ALTERs below guarded the same way.
+
+CREATE TABLE IF NOT EXISTS ozon_schema_version (
+    version integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Products of a seller account, as v4 lists them (current state).
+CREATE TABLE IF NOT EXISTS ozon_product (
+    account text NOT NULL,
+    product_id bigint NOT NULL,
+    offer_id text NOT NULL,
+    name text,
+    updated_at timestamptz NOT NULL,
+    PRIMARY KEY (account, product_id)
+);
+
+-- Product ↔ SKU: an Ozon SKU belongs to one product (per stock type it may differ).
+CREATE TABLE IF NOT EXISTS ozon_sku (
+    account text NOT NULL,
+    sku bigint NOT NULL,
+    product_id bigint NOT NULL,
+    PRIMARY KEY (account, sku)
+);
+
+-- Warehouses: Ozon's own (by name from analytics, ids when known) and the seller's FBS/rFBS ones.
+CREATE TABLE IF NOT EXISTS ozon_warehouse (
+    account text NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('ozon', 'seller')),
+    warehouse_id bigint,
+    name text NOT NULL,
+    is_rfbs boolean,
+    status text,
+    working_days text,
+    cluster_id bigint,
+    cluster_name text,
+    updated_at timestamptz NOT NULL,
+    warehouse_key text GENERATED ALWAYS AS (
+        CASE WHEN kind = 'seller' THEN 'seller:' || warehouse_id::text ELSE 'ozon:' || name END
+    ) STORED,
+    PRIMARY KEY (account, warehouse_key)
+);
+
+-- Stock by type (fbo/fbs/rfbs/fbp), changes only: a row is valid from valid_from until valid_to
+-- (NULL = still current). Stock at time T: valid_from <= T AND (valid_to IS NULL OR valid_to > T).
+CREATE TABLE IF NOT EXISTS ozon_stock_by_type_history (
+    account text NOT NULL,
+    product_id bigint NOT NULL,
+    sku bigint NOT NULL,
+    stock_type text NOT NULL,
+    shipment_type text NOT NULL,
+    present integer NOT NULL CHECK (present >= 0),
+    reserved integer NOT NULL CHECK (reserved >= 0),
+    valid_from timestamptz NOT NULL,
+    valid_to timestamptz,
+    run_id text NOT NULL,
+    CHECK (valid_to IS NULL OR valid_to >= valid_from)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS ozon_stock_by_type_current
+    ON ozon_stock_by_type_history (account, sku, stock_type, shipment_type) WHERE valid_to IS NULL;
+CREATE INDEX IF NOT EXISTS ozon_stock_by_type_history_sku
+    ON ozon_stock_by_type_history (account, sku, valid_from);
+
+-- FBO stock per SKU and Ozon warehouse, changes only (same validity rules).
+CREATE TABLE IF NOT EXISTS ozon_stock_by_warehouse_history (
+    account text NOT NULL,
+    sku bigint NOT NULL,
+    warehouse_name text NOT NULL,
+    warehouse_id bigint,
+    free_to_sell integer NOT NULL CHECK (free_to_sell >= 0),
+    promised integer NOT NULL CHECK (promised >= 0),
+    reserved integer CHECK (reserved >= 0),
+    valid_from timestamptz NOT NULL,
+    valid_to timestamptz,
+    run_id text NOT NULL,
+    CHECK (valid_to IS NULL OR valid_to >= valid_from)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS ozon_stock_by_warehouse_current
+    ON ozon_stock_by_warehouse_history (account, sku, warehouse_name) WHERE valid_to IS NULL;
+
+-- When each source of an account was last loaded: its rows keep this as-of time in a degraded run.
+CREATE TABLE IF NOT EXISTS ozon_source_state (
+    account text NOT NULL,
+    source text NOT NULL,
+    as_of timestamptz NOT NULL,
+    run_id text NOT NULL,
+    method text,
+    rows integer NOT NULL,
+    products integer NOT NULL,
+    PRIMARY KEY (account, source)
+);
+
+-- One row per account and DAG run: what was fetched, loaded, rejected, and whether it was whole.
+CREATE TABLE IF NOT EXISTS ozon_sync_run (
+    account text NOT NULL,
+    run_id text NOT NULL,
+    run_key text NOT NULL,
+    status text NOT NULL,
+    degraded boolean NOT NULL,
+    missing_sources text[] NOT NULL DEFAULT '{}',
+    applied_sources text[] NOT NULL DEFAULT '{}',
+    stale_sources text[] NOT NULL DEFAULT '{}',
+    products integer,
+    stock_rows integer,
+    warehouse_rows integer,
+    warehouses integer,
+    rejects integer NOT NULL DEFAULT 0,
+    mismatches integer NOT NULL DEFAULT 0,
+    history_opened integer NOT NULL DEFAULT 0,
+    history_closed integer NOT NULL DEFAULT 0,
+    sources jsonb NOT NULL,
+    durations jsonb NOT NULL,
+    loaded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (account, run_id)
+);
+
+-- Rows that broke a validation rule, with the reason and the raw record.
+CREATE TABLE IF NOT EXISTS ozon_reject (
+    id bigserial PRIMARY KEY,
+    account text NOT NULL,
+    run_id text NOT NULL,
+    source text NOT NULL,
+    reason text NOT NULL,
+    record jsonb NOT NULL,
+    rejected_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS ozon_reject_run ON ozon_reject (account, run_id);
+
+CREATE OR REPLACE VIEW ozon_stock_by_type AS
+SELECT account, product_id, sku, stock_type, shipment_type, present, reserved, valid_from AS changed_at
+FROM ozon_stock_by_type_history WHERE valid_to IS NULL;
+
+CREATE OR REPLACE VIEW ozon_stock_by_warehouse AS
+SELECT account, sku, warehouse_name, warehouse_id, free_to_sell, promised, reserved, valid_from AS changed_at
+FROM ozon_stock_by_warehouse_history WHERE valid_to IS NULL;
+
+-- The old system's table, kept queryable: source 'Ozon' = v4 stock by type (stock_type 'FBO',
+-- 'FBS', 'RFBS', 'FBP'; v4 gives no warehouse, so warehouse_name is NULL), source 'Ozon_Analytics'
+-- = stock per Ozon warehouse (stock_type 'analytics'). Joins are on unique keys, so a query that
+-- does not read a joined column does not pay for the join.
+CREATE OR REPLACE VIEW inventory_data AS
+SELECT s.account,
+       'Ozon'::text AS source,
+       s.product_id,
+       p.offer_id,
+       p.name AS item_name,
+       s.sku,
+       NULL::text AS warehouse_name,
+       NULL::bigint AS warehouse_id,
+       upper(s.stock_type) AS stock_type,
+       s.shipment_type,
+       s.present AS quantity,
+       s.present,
+       s.reserved,
+       NULL::integer AS free_to_sell_amount,
+       NULL::integer AS promised_amount,
+       s.reserved AS reserved_amount,
+       st.as_of,
+       s.valid_from AS changed_at
+FROM ozon_stock_by_type_history s
+LEFT JOIN ozon_product p ON p.account = s.account AND p.product_id = s.product_id
+LEFT JOIN ozon_source_state st ON st.account = s.account AND st.source = 'stocks'
+WHERE s.valid_to IS NULL
+UNION ALL
+SELECT w.account,
+       'Ozon_Analytics'::text,
+       k.product_id,
+       p.offer_id,
+       p.name,
+       w.sku,
+       w.warehouse_name,
+       w.warehouse_id,
+       'analytics'::text,
+       NULL::text,
+       w.free_to_sell,
+       NULL::integer,
+       NULL::integer,
+       w.free_to_sell,
+       w.promised,
+       w.reserved,
+       st.as_of,
+       w.valid_from
+FROM ozon_stock_by_warehouse_history w
+LEFT JOIN ozon_sku k ON k.account = w.account AND k.sku = w.sku
+LEFT JOIN ozon_product p ON p.account = k.account AND p.product_id = k.product_id
+LEFT JOIN ozon_source_state st ON st.account = w.account AND st.source = 'warehouse_stocks'
+WHERE w.valid_to IS NULL;
+
+INSERT INTO ozon_schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;

@@ -1,0 +1,274 @@
+"""Load one account's merged run into PostgreSQL in a single transaction.
+
+Why one transaction: readers never see half a snapshot, a failed load leaves the previous snapshot
+whole, and a retried or repeated load finds nothing left to change (history rows are written only
+for changes, so the same data twice writes nothing). Rows are COPYed into temp tables and applied
+with set statements from ``include/sql/load.sql``:
+
+- each source present in the run replaces that source's current rows (stock that vanished from Ozon
+  is closed in history, not kept); a source missing from the run keeps its last good rows and
+  their as-of time, and the run is marked degraded in the ledger;
+- a source whose as-of time is older than what is loaded already (a backfill reprocessing an old
+  archive) is not applied, so a past run never overwrites newer data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from ozon_inventory.exceptions import ConfigError
+from ozon_inventory.staging import StagingArea
+from ozon_inventory.validate import ValidationReport
+
+log = logging.getLogger(__name__)
+
+_SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+_COPY_CHUNK = 1 << 20
+
+
+def sql_dir() -> Path:
+    import os
+
+    return Path(os.environ.get("OZON_INVENTORY_SQL_DIR", _SQL_DIR))
+
+
+@cache
+def statements(name: str) -> dict[str, str]:
+    """The ``-- name: x`` sections of ``include/sql/{name}.sql``."""
+    path = sql_dir() / f"{name}.sql"
+    if not path.exists():
+        raise ConfigError(
+            f"SQL file {path} is missing (set OZON_INVENTORY_SQL_DIR to the include/sql folder)"
+        )
+    parts = _NAME.split(path.read_text(encoding="utf-8"))
+    return {parts[i]: parts[i + 1].strip().rstrip(";") for i in range(1, len(parts), 2)}
+
+
+def ensure_schema(conn: Any) -> None:
+    """Create or migrate the schema; concurrent callers wait on an advisory lock."""
+    ddl = (sql_dir() / "schema.sql").read_text(encoding="utf-8")
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('ozon_inventory:schema'))")
+        cur.execute(ddl)
+
+
+def previous_counts(conn: Any, account: str) -> dict[str, int]:
+    """Rows of the account's last good snapshot per source (products for ``stocks``)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT source, rows, products FROM ozon_source_state WHERE account = %s", (account,))
+        found = {
+            source: (products if source == "stocks" else rows) for source, rows, products in cur.fetchall()
+        }
+    conn.commit()
+    return found
+
+
+@dataclass
+class LoadResult:
+    account: str
+    run_id: str
+    status: str
+    degraded: bool
+    applied: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    history_opened: int = 0
+    history_closed: int = 0
+    rejects: int = 0
+    mismatches: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _copy(cur: Any, table: str, staging: StagingArea, folder: str, name: str) -> None:
+    with staging.open_binary(folder, name) as handle, cur.copy(f"COPY {table} FROM STDIN") as copy:
+        while chunk := handle.read(_COPY_CHUNK):
+            copy.write(chunk)
+    cur.execute(f"ANALYZE {table}")
+
+
+def load_run(
+    conn: Any,
+    staging: StagingArea,
+    report: ValidationReport,
+    run_id: str,
+    durations: dict[str, float] | None = None,
+) -> LoadResult:
+    """Apply the run's model files for ``staging.account``; commit once, or not at all."""
+    started = time.monotonic()
+    sql = statements("load")
+    account = staging.account
+    ok = [s for s, r in report.sources.items() if r.status == "ok"]
+    result = LoadResult(account, run_id, "complete", False, missing=report.missing, rejects=report.rejects)
+    result.mismatches = report.mismatches
+    with conn.transaction(), conn.cursor() as cur:
+        base = {"account": account, "run_id": run_id}
+        cur.execute(sql["lock_account"], base)
+        cur.execute(sql["source_state"], base)
+        state = {row[0]: row[1] for row in cur.fetchall()}
+        for source in ok:
+            as_of = datetime.fromisoformat(report.sources[source].as_of)
+            if source in state and state[source] > as_of:
+                result.stale.append(source)
+                log.warning(
+                    "%s of run %s is from %s, older than the loaded %s: not applied",
+                    source,
+                    run_id,
+                    as_of,
+                    state[source],
+                )
+                continue
+            params = base | {"as_of": as_of}
+            if source == "stocks":
+                _apply_stocks(cur, sql, staging, params, result)
+            elif source == "warehouse_stocks":
+                _apply_warehouse_stocks(cur, sql, staging, params, result)
+            else:
+                _apply_warehouses(cur, sql, staging, params, "seller")
+            src = report.sources[source]
+            cur.execute(
+                sql["upsert_source_state"],
+                params
+                | {"source": source, "method": src.method, "rows": src.rows_valid, "products": src.products},
+            )
+            result.applied.append(source)
+
+        cur.execute(sql["delete_run_rejects"], base)
+        cur.execute(sql["temp_rejects"])
+        _copy(cur, "tmp_rejects", staging, "validated", "rejects.tsv")
+        cur.execute(sql["insert_rejects"], base)
+
+        result.degraded = bool(result.missing)
+        result.status = "degraded" if result.degraded else ("stale" if not result.applied else "complete")
+        result.counts = _counts(cur, account)
+        result.history_opened, result.history_closed = _history_figures(cur, account, run_id, report, result)
+        result.duration_s = round(time.monotonic() - started, 3)
+        sources = {s: asdict(r) for s, r in report.sources.items()}
+        cur.execute(
+            sql["upsert_run"],
+            base
+            | {
+                "run_key": staging.run_key,
+                "status": result.status,
+                "degraded": result.degraded,
+                "missing": result.missing,
+                "applied": result.applied,
+                "stale": result.stale,
+                "products": result.counts["products"],
+                "stock_rows": result.counts["stock_rows"],
+                "warehouse_rows": result.counts["warehouse_rows"],
+                "warehouses": result.counts["warehouses"],
+                "rejects": result.rejects,
+                "mismatches": result.mismatches,
+                "history_opened": result.history_opened,
+                "history_closed": result.history_closed,
+                "sources": json.dumps(sources, ensure_ascii=False),
+                "durations": json.dumps((durations or {}) | {"load": result.duration_s}),
+            },
+        )
+    log.info(
+        "loaded account %s run %s: %s, applied %s, stale %s, missing %s, history +%d/-%d, counts %s",
+        account,
+        run_id,
+        result.status,
+        result.applied,
+        result.stale,
+        result.missing,
+        result.history_opened,
+        result.history_closed,
+        result.counts,
+    )
+    return result
+
+
+def _apply_stocks(
+    cur: Any, sql: dict[str, str], staging: StagingArea, params: dict, result: LoadResult
+) -> None:
+    cur.execute(sql["temp_stock_by_type"])
+    cur.execute(sql["temp_products"])
+    _copy(cur, "tmp_stock_by_type", staging, "model", "stock_by_type.tsv")
+    _copy(cur, "tmp_products", staging, "model", "products.tsv")
+    cur.execute(sql["close_stock_by_type"], params)
+    cur.execute(sql["open_stock_by_type"], params)
+    cur.execute(sql["upsert_products"], params)
+    cur.execute(sql["delete_vanished_products"], params)
+    cur.execute(sql["upsert_skus"], params)
+    cur.execute(sql["delete_vanished_skus"], params)
+
+
+def _apply_warehouse_stocks(
+    cur: Any, sql: dict[str, str], staging: StagingArea, params: dict, result: LoadResult
+) -> None:
+    cur.execute(sql["temp_stock_by_warehouse"])
+    _copy(cur, "tmp_stock_by_warehouse", staging, "model", "stock_by_warehouse.tsv")
+    cur.execute(sql["close_stock_by_warehouse"], params)
+    cur.execute(sql["open_stock_by_warehouse"], params)
+    _apply_warehouses(cur, sql, staging, params, "ozon")
+
+
+def _apply_warehouses(cur: Any, sql: dict[str, str], staging: StagingArea, params: dict, kind: str) -> None:
+    cur.execute("SELECT to_regclass('pg_temp.tmp_warehouses') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        cur.execute(sql["temp_warehouses"])
+        _copy(cur, "tmp_warehouses", staging, "model", "warehouses.tsv")
+    cur.execute(sql["upsert_warehouses"], params | {"kind": kind})
+    cur.execute(sql["delete_vanished_warehouses"], params | {"kind": kind})
+
+
+def _counts(cur: Any, account: str) -> dict[str, int]:
+    cur.execute(
+        """
+        SELECT (SELECT count(*) FROM ozon_product WHERE account = %(a)s),
+               (SELECT count(*) FROM ozon_stock_by_type WHERE account = %(a)s),
+               (SELECT count(*) FROM ozon_stock_by_warehouse WHERE account = %(a)s),
+               (SELECT count(*) FROM ozon_warehouse WHERE account = %(a)s),
+               (SELECT count(*) FROM ozon_warehouse WHERE account = %(a)s AND kind = 'ozon')
+        """,
+        {"a": account},
+    )
+    products, stock_rows, warehouse_rows, warehouses, ozon = cur.fetchone()
+    return {
+        "products": products,
+        "stock_rows": stock_rows,
+        "warehouse_rows": warehouse_rows,
+        "warehouses": warehouses,
+        "ozon_warehouses": ozon,
+    }
+
+
+def _history_figures(
+    cur: Any, account: str, run_id: str, report: ValidationReport, result: LoadResult
+) -> tuple[int, int]:
+    """History rows this run opened and closed; the same on a repeated load of the run."""
+    cur.execute(
+        """
+        SELECT (SELECT count(*) FROM ozon_stock_by_type_history WHERE account = %(a)s AND run_id = %(r)s)
+             + (SELECT count(*) FROM ozon_stock_by_warehouse_history WHERE account = %(a)s AND run_id = %(r)s)
+        """,
+        {"a": account, "r": run_id},
+    )
+    opened = cur.fetchone()[0]
+    closed = 0
+    for source, table in (
+        ("stocks", "ozon_stock_by_type_history"),
+        ("warehouse_stocks", "ozon_stock_by_warehouse_history"),
+    ):
+        if source in result.applied:
+            cur.execute(
+                f"SELECT count(*) FROM {table} WHERE account = %(a)s AND valid_to = %(t)s",
+                {"a": account, "t": datetime.fromisoformat(report.sources[source].as_of)},
+            )
+            closed += cur.fetchone()[0]
+    return opened, closed

@@ -1,0 +1,192 @@
+"""The staging area: Ozon's raw answers and the files built from them, laid out by account and run.
+
+``{root}/{account}/{run_key}/{source}/page-000001.json.gz`` holds each answer exactly as received
+(gzip-compressed), and ``manifest.json`` beside the pages is written last, so a source counts as
+fetched only when its manifest exists. ``validated/`` and ``model/`` hold the COPY-ready files of the
+later tasks. The root is a local folder or any fsspec / ObjectStoragePath URL (``s3://conn@bucket/x``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ozon_inventory.exceptions import StagingError
+
+SOURCES = ("stocks", "warehouse_stocks", "warehouses")
+MANIFEST = "manifest.json"
+_SAFE = re.compile(r"[^A-Za-z0-9._=-]+")
+
+
+@dataclass
+class Manifest:
+    """What a fetch staged: small enough for XCom, enough to check the files and fill the ledger."""
+
+    account: str
+    run_key: str
+    source: str
+    method: str
+    as_of: str
+    path: str
+    files: list[str] = field(default_factory=list)
+    pages: int = 0
+    rows: int = 0
+    bytes: int = 0
+    sha256: str = ""
+    fallback_from: str | None = None
+    requests: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+    reused: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def safe_part(value: str) -> str:
+    """A path segment from an account or run id ("ozon_default", "manual__2026-…")."""
+    cleaned = _SAFE.sub("_", value).strip("._")
+    if not cleaned:
+        raise StagingError(f"cannot make a staging folder name from {value!r}")
+    return cleaned
+
+
+def _path(url: str) -> Any:
+    """A pathlib-like object for a local folder or an object-storage URL."""
+    if "://" in url and not url.startswith("file://"):
+        from airflow.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(url)
+    return Path(url.removeprefix("file://"))
+
+
+class StagingArea:
+    """The staging folder of one account's run."""
+
+    def __init__(self, root: str, account: str, run_key: str):
+        self.root_url = root
+        self.account = account
+        self.run_key = run_key
+        self.base = _path(root) / safe_part(account) / safe_part(run_key)
+
+    def dir(self, name: str) -> Any:
+        return self.base / name
+
+    def file(self, folder: str, name: str) -> Any:
+        return self.base / folder / name
+
+    # -- raw answers ---------------------------------------------------------------------------
+
+    def begin(self, source: str) -> Any:
+        """Empty the source's folder: a re-run fetch replaces its own files, nothing else."""
+        folder = self.dir(source)
+        if folder.exists():
+            if isinstance(folder, Path):
+                shutil.rmtree(folder)
+            else:
+                folder.rmdir(recursive=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def write_page(self, source: str, number: int, raw: bytes) -> tuple[str, int]:
+        name = f"page-{number:06d}.json.gz"
+        with (self.dir(source) / name).open("wb") as handle:
+            handle.write(gzip.compress(raw, compresslevel=1))
+        return name, len(raw)
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        target = self.dir(manifest.source) / MANIFEST
+        target.write_text(json.dumps(manifest.as_dict(), ensure_ascii=False, indent=1))
+
+    def manifest(self, source: str) -> Manifest | None:
+        """The source's manifest, or None when the fetch did not complete."""
+        target = self.dir(source) / MANIFEST
+        if not target.exists():
+            return None
+        try:
+            return Manifest.from_dict(json.loads(target.read_text()))
+        except (ValueError, TypeError) as exc:
+            raise StagingError(f"unreadable manifest {target}: {exc}") from exc
+
+    def pages(self, manifest: Manifest) -> Iterator[tuple[str, bytes]]:
+        """The staged raw answers in order, checked against the manifest's checksum."""
+        digest = hashlib.sha256()
+        for name in manifest.files:
+            target = self.dir(manifest.source) / name
+            try:
+                raw = gzip.decompress(target.read_bytes())
+            except (OSError, EOFError) as exc:
+                raise StagingError(f"staged answer {target} is missing or damaged: {exc}") from exc
+            digest.update(raw)
+            yield name, raw
+        if digest.hexdigest() != manifest.sha256:
+            raise StagingError(
+                f"staged answers of {manifest.source} in {self.dir(manifest.source)} do not match "
+                "their manifest's checksum: re-run the fetch"
+            )
+
+    # -- derived files -------------------------------------------------------------------------
+
+    def open_write(self, folder: str, name: str) -> Any:
+        self.dir(folder).mkdir(parents=True, exist_ok=True)
+        return self.file(folder, name).open("w", encoding="utf-8", newline="")
+
+    def open_read(self, folder: str, name: str) -> Any:
+        target = self.file(folder, name)
+        if not target.exists():
+            raise StagingError(f"{target} is missing: run the task that writes it again")
+        return target.open("r", encoding="utf-8", newline="")
+
+    def open_binary(self, folder: str, name: str) -> Any:
+        return self.file(folder, name).open("rb")
+
+    def write_json(self, folder: str, name: str, data: dict[str, Any]) -> None:
+        self.dir(folder).mkdir(parents=True, exist_ok=True)
+        self.file(folder, name).write_text(json.dumps(data, ensure_ascii=False, indent=1))
+
+    def read_json(self, folder: str, name: str) -> dict[str, Any]:
+        target = self.file(folder, name)
+        if not target.exists():
+            raise StagingError(f"{target} is missing: run the task that writes it again")
+        return json.loads(target.read_text())
+
+
+def run_key_for(moment: datetime) -> str:
+    """The staging name of a run: its logical date (or, for a manual run, its run-after time)."""
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def purge_older_than(root: str, days: float, now: datetime | None = None) -> list[str]:
+    """Delete run folders older than ``days`` (by their run key); return what was removed."""
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(days=days)
+    base = _path(root)
+    removed: list[str] = []
+    if not base.exists():
+        return removed
+    for account in base.iterdir():
+        if not account.is_dir():
+            continue
+        for run in account.iterdir():
+            try:
+                stamp = datetime.strptime(run.name, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+            except ValueError:
+                continue
+            if stamp < cutoff:
+                if isinstance(run, Path):
+                    shutil.rmtree(run)
+                else:
+                    run.rmdir(recursive=True)
+                removed.append(str(run))
+    return removed
