@@ -19,6 +19,8 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
+os.environ["OZON_INVENTORY_RETRIES"] = "0"  # a failing task fails at once in tests
+os.environ["OZON_INVENTORY_SCHEDULE"] = "@hourly"
 for path in (ROOT / "plugins", ROOT / "dags"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
@@ -29,6 +31,15 @@ from ozon_inventory.simulator import SimulatorConfig, default_simulator, serve  
 
 CLIENT_ID = "100200"
 API_KEY = "sim-key-Zq93-never-log-me"
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_budgets():
+    """Each test starts with untouched per-Client-Id budgets (they are process-wide by design)."""
+    from ozon_inventory import ratelimit
+
+    ratelimit._registry.clear()
+    yield
 
 
 @pytest.fixture
@@ -86,3 +97,12 @@ def pg_conn(pg_dsn):
 
     with psycopg.connect(pg_dsn) as conn:
         yield conn
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """Airflow's metadata database (SQLite in the session's AIRFLOW_HOME), created once."""
+    from airflow.utils import db
+
+    db.resetdb()
+    return True

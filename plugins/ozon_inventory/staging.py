@@ -90,14 +90,15 @@ class StagingArea:
 
     def begin(self, source: str) -> Any:
         """Empty the source's folder: a re-run fetch replaces its own files, nothing else."""
+        self.reset(source)
         folder = self.dir(source)
-        if folder.exists():
-            if isinstance(folder, Path):
-                shutil.rmtree(folder)
-            else:
-                folder.rmdir(recursive=True)
         folder.mkdir(parents=True, exist_ok=True)
         return folder
+
+    def reset(self, *folders: str) -> None:
+        """Remove what a task wrote before (its own outputs and those built from them)."""
+        for name in folders:
+            _remove(self.dir(name))
 
     def write_page(self, source: str, number: int, raw: bytes) -> tuple[str, int]:
         name = f"page-{number:06d}.json.gz"
@@ -184,9 +185,15 @@ def purge_older_than(root: str, days: float, now: datetime | None = None) -> lis
             except ValueError:
                 continue
             if stamp < cutoff:
-                if isinstance(run, Path):
-                    shutil.rmtree(run)
-                else:
-                    run.rmdir(recursive=True)
+                _remove(run)
                 removed.append(str(run))
     return removed
+
+
+def _remove(folder: Any) -> None:
+    if not folder.exists():
+        return
+    if isinstance(folder, Path):
+        shutil.rmtree(folder)
+    else:
+        folder.rmdir(recursive=True)

@@ -1,0 +1,245 @@
+"""The DAG's tasks: thin TaskFlow wrappers that read settings and call the stage functions.
+
+Each task is safe to run again on its own, as an operator's clear does: a fetch replaces its own
+staging files for the run, and validate, merge and load rebuild their outputs from staging.
+Tasks pass only small manifests and summaries through XCom; the data stays in staging.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule, TriggerRule, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from ozon_inventory.config import DagSettings, run_settings
+from ozon_inventory.exceptions import (
+    ConfigError,
+    OzonApiError,
+    OzonPagingError,
+    ShrinkGuardError,
+    StagingError,
+)
+from ozon_inventory.staging import SOURCES, StagingArea, purge_older_than, run_key_for
+
+log = logging.getLogger(__name__)
+DAG_SETTINGS = DagSettings.from_env()
+
+#: Errors that another try cannot fix: fail at once instead of retrying.
+PERMANENT = ExceptionRetryPolicy(
+    rules=[
+        RetryRule(
+            exception=[OzonApiError, OzonPagingError, ConfigError, StagingError, ShrinkGuardError],
+            action=RetryAction.FAIL,
+            reason="permanent error: a retry would fail the same way",
+        )
+    ]
+)
+_COMMON: dict[str, Any] = {
+    "retries": DAG_SETTINGS.retries,
+    "retry_delay": timedelta(seconds=DAG_SETTINGS.retry_delay_s),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=30),
+    "retry_policy": PERMANENT,
+    "multiple_outputs": False,
+    "map_index_template": "{{ account }}",
+}
+_FETCH: dict[str, Any] = _COMMON | {
+    "pool": DAG_SETTINGS.pool,
+    "execution_timeout": timedelta(minutes=DAG_SETTINGS.fetch_timeout_min),
+}
+_LOCAL: dict[str, Any] = _COMMON | {"execution_timeout": timedelta(minutes=30)}
+
+
+def _context(account: str) -> tuple[dict[str, Any], Any, StagingArea]:
+    context = get_current_context()
+    context["account"] = account  # type: ignore[typeddict-unknown-key]  # the map label
+    settings = run_settings(context["params"])
+    dag_run = context["dag_run"]
+    moment = dag_run.logical_date or dag_run.run_after
+    return context, settings, StagingArea(settings.staging_root, account, run_key_for(moment))
+
+
+def _is_backfill(context: dict[str, Any]) -> bool:
+    return str(getattr(context["dag_run"], "run_type", "")).lower().endswith("backfill")
+
+
+def _fetch(account: str, source: str, call: Any) -> dict[str, Any]:
+    from ozon_inventory.hooks.ozon import OzonHook
+
+    context, settings, staging = _context(account)
+    if _is_backfill(context):
+        archived = staging.manifest(source)
+        if archived is None:
+            raise AirflowSkipException(
+                f"backfill of {staging.run_key}: no archived {source} answers in {staging.dir(source)}. "
+                "Ozon's stock methods answer only with stock as it is now, so nothing is written for this date."
+            )
+        archived.reused = True
+        log.info("backfill: reprocessing the archived %s answers of %s", source, staging.run_key)
+        return archived.as_dict()
+    client = OzonHook(account).get_conn()
+    manifest = call(client, staging, settings)
+    return manifest.as_dict()
+
+
+@task(**_FETCH)
+def fetch_stocks(account: str) -> dict[str, Any]:
+    """Stock by type (fbo/fbs/rfbs/fbp) from `/v4/product/info/stocks`, raw pages to staging."""
+    from ozon_inventory import fetch
+
+    return _fetch(account, "stocks", lambda client, staging, _: fetch.fetch_stocks(client, staging))
+
+
+@task(**_FETCH)
+def fetch_warehouse_stocks(account: str) -> dict[str, Any]:
+    """FBO stock per Ozon warehouse: `/v2/analytics/stock_on_warehouses` or its successor `/v1/analytics/stocks`."""
+    from ozon_inventory import fetch
+
+    def call(client, staging, settings):
+        staged = fetch.fbo_skus_from_staging  # this run's v4 answers, when already staged
+        return fetch.fetch_warehouse_stocks(
+            client,
+            staging,
+            settings.warehouse_stock_method,
+            skus=lambda: staged(staging) or list(fetch.fbo_skus_from_ozon(client)),
+        )
+
+    return _fetch(account, "warehouse_stocks", call)
+
+
+@task(**_FETCH)
+def fetch_warehouses(account: str) -> dict[str, Any]:
+    """The seller's own FBS/rFBS warehouses: `/v2/warehouse/list`, or `/v1/warehouse/list`."""
+    from ozon_inventory import fetch
+
+    return _fetch(
+        account,
+        "warehouses",
+        lambda client, staging, settings: fetch.fetch_warehouses(
+            client, staging, settings.warehouse_list_method
+        ),
+    )
+
+
+def _postgres(conn_id: str) -> Any:
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    return PostgresHook(postgres_conn_id=conn_id).get_conn()
+
+
+@task(trigger_rule=TriggerRule.ALL_DONE, **_LOCAL)
+def validate(account: str) -> dict[str, Any]:
+    """Check every fetched source; rejects with reasons; shrink guard; cross-source check.
+
+    Runs when the fetches are done, failed or not: a source that failed is reported missing and the
+    others go on (the run is then degraded).
+    """
+    from ozon_inventory.load import ensure_schema, previous_counts
+    from ozon_inventory.validate import validate_run
+
+    context, settings, staging = _context(account)
+    started = time.monotonic()
+    staging.reset("validated", "model", "load")
+    fetched = [s for s in SOURCES if staging.manifest(s) is not None]
+    if not fetched:
+        if _is_backfill(context):
+            raise AirflowSkipException(
+                f"backfill of {staging.run_key}: nothing archived for account {account}"
+            )
+        raise AirflowFailException(
+            f"account {account}: no source was fetched for run {staging.run_key}; see the fetch tasks' logs"
+        )
+    with _postgres(settings.postgres_conn_id) as conn:
+        ensure_schema(conn)
+        previous = previous_counts(conn, account)
+    skipped = set(SOURCES) - set(fetched) if _is_backfill(context) else set()
+    report = validate_run(staging, previous, settings.shrink_threshold, settings.allow_shrink, skipped)
+    summary = {
+        "missing": report.missing,
+        "rejects": report.rejects,
+        "mismatches": report.mismatches,
+        "rows": {s: r.rows_valid for s, r in report.sources.items()},
+        "duration_s": round(time.monotonic() - started, 3),
+    }
+    staging.write_json("validated", "summary.json", summary)
+    return summary
+
+
+@task(**_LOCAL)
+def merge(account: str) -> dict[str, Any]:
+    """Join the validated sources into product ↔ SKU ↔ warehouse model files."""
+    from ozon_inventory.merge import merge_run
+    from ozon_inventory.validate import ValidationReport
+
+    _, _, staging = _context(account)
+    started = time.monotonic()
+    staging.reset("model", "load")
+    result = merge_run(staging, ValidationReport.from_dict(staging.read_json("validated", "report.json")))
+    return result.as_dict() | {"duration_s": round(time.monotonic() - started, 3)}
+
+
+@task(**_LOCAL)
+def load(account: str) -> dict[str, Any]:
+    """Replace the account's snapshot in one transaction; history for changes; the run ledger."""
+    from ozon_inventory.load import load_run
+    from ozon_inventory.validate import ValidationReport
+
+    context, settings, staging = _context(account)
+    staging.reset("load")
+    report = ValidationReport.from_dict(staging.read_json("validated", "report.json"))
+    durations = {f"fetch_{s}": m.duration_s for s in SOURCES if (m := staging.manifest(s)) is not None}
+    durations["validate"] = staging.read_json("validated", "summary.json").get("duration_s", 0.0)
+    durations["merge"] = staging.read_json("model", "merge.json").get("duration_s", 0.0)
+    with _postgres(settings.postgres_conn_id) as conn:
+        result = load_run(conn, staging, report, context["dag_run"].run_id, durations)
+    staging.write_json("load", "result.json", result.as_dict())
+    return result.as_dict()
+
+
+@task(trigger_rule=TriggerRule.ALL_DONE, **(_LOCAL | {"retries": 0}))
+def report(account: str) -> dict[str, Any]:
+    """Make the run's outcome visible: fails when the account's snapshot is not whole.
+
+    A DAG run's state follows its last tasks, so without this task a run whose fetch failed
+    would still show success.
+    """
+    _, settings, staging = _context(account)
+    try:
+        result = staging.read_json("load", "result.json")
+    except StagingError:
+        raise AirflowFailException(
+            f"account {account}: nothing was loaded for run {staging.run_key} (see the failed task above); "
+            "the previous snapshot is untouched"
+        ) from None
+    log.info(
+        "account %s: %s; counts %s; rejects %d; mismatches %d; history +%d/-%d",
+        account,
+        result["status"],
+        result["counts"],
+        result["rejects"],
+        result["mismatches"],
+        result["history_opened"],
+        result["history_closed"],
+    )
+    if result["degraded"]:
+        raise AirflowFailException(
+            f"account {account}: degraded run, {', '.join(result['missing'])} failed and kept its last good rows; "
+            f"loaded {', '.join(result['applied']) or 'nothing'}. Clear the failed fetch task with its downstream "
+            "tasks to complete the snapshot."
+        )
+    removed = purge_older_than(str(staging.base.parent.parent), settings.retention_days)
+    if removed:
+        log.info(
+            "staging retention (%g days): removed %d old run folders", settings.retention_days, len(removed)
+        )
+    return result
+
+
+@task(retries=0)
+def accounts() -> list[str]:
+    """The seller accounts (Ozon connection ids) of this run: param, Variable, or ozon_default."""
+    return list(run_settings(get_current_context()["params"]).accounts)
