@@ -107,6 +107,7 @@ class LocalPostgres:
     def start(self) -> LocalPostgres:
         if not self.initialised():
             self.init()
+        os.chmod(self.datadir, 0o700)  # PostgreSQL refuses a data folder others can read
         if self.running():
             pid_file = (self.datadir / "postmaster.pid").read_text().splitlines()
             self.port = int(pid_file[3])  # the port it already listens on

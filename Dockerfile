@@ -1,0 +1,4 @@
+# Airflow 3.3 with the project's pinned requirements; dags/, plugins/ and include/ are mounted.
+FROM apache/airflow:3.3.2-python3.11
+COPY requirements.txt constraints.txt /requirements/
+RUN pip install --no-cache-dir -r /requirements/requirements.txt -c /requirements/constraints.txt
