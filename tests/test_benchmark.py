@@ -1,0 +1,41 @@
+"""A small run of the benchmark (1,000 products) keeps it working; its figures are not asserted as speeds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_small_benchmark_runs_and_history_matches_real_changes(tmp_path):
+    out = tmp_path / "figures.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "benchmark.py"),
+            "--sizes",
+            "1000",
+            "--latency",
+            "0",
+            "--rate",
+            "500",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "load vs raw COPY" in done.stdout and "peak memory of any stage" in done.stdout
+    (result,) = json.loads(out.read_text())
+    first, changed, unchanged = result["runs"]
+    assert first["stages"]["fetch_stocks"]["rows"] == 1000
+    # the 1% run writes exactly the rows that changed; the unchanged run writes none
+    added, removed = changed["really_changed"]
+    assert added > 0 and changed["stages"]["load"]["history_opened"] == added
+    assert changed["stages"]["load"]["history_closed"] == removed
+    assert unchanged["stages"]["load"]["history_opened"] == 0 == unchanged["stages"]["load"]["history_closed"]
