@@ -4,6 +4,11 @@
 -- name: lock_account
 SELECT pg_advisory_xact_lock(hashtext('ozon_inventory:' || %(account)s));
 
+-- name: bulk_plans
+-- Every statement of a load is a set operation over the whole snapshot: a nested loop, which the
+-- planner picks when statistics lag behind a large load, turns them quadratic. Only for this transaction.
+SET LOCAL enable_nestloop = off;
+
 -- name: source_state
 SELECT source, as_of, rows, products FROM ozon_source_state WHERE account = %(account)s;
 
@@ -27,13 +32,20 @@ CREATE TEMP TABLE tmp_warehouses (
 ) ON COMMIT DROP;
 
 -- name: close_stock_by_type
--- Close the current rows that changed or vanished.
+-- Close the current rows that changed or vanished. Written as a join on the key (hashable), not as
+-- NOT EXISTS over every column: IS DISTINCT FROM cannot drive a hash join.
+WITH ended AS (
+    SELECT h.sku, h.stock_type, h.shipment_type
+    FROM ozon_stock_by_type_history h
+    LEFT JOIN tmp_stock_by_type t
+      ON t.sku = h.sku AND t.stock_type = h.stock_type AND t.shipment_type = h.shipment_type
+    WHERE h.account = %(account)s AND h.valid_to IS NULL
+      AND (t.sku IS NULL OR (t.product_id, t.present, t.reserved) IS DISTINCT FROM (h.product_id, h.present, h.reserved))
+)
 UPDATE ozon_stock_by_type_history h SET valid_to = %(as_of)s
+FROM ended e
 WHERE h.account = %(account)s AND h.valid_to IS NULL
-  AND NOT EXISTS (
-      SELECT 1 FROM tmp_stock_by_type t
-      WHERE t.sku = h.sku AND t.stock_type = h.stock_type AND t.shipment_type = h.shipment_type
-        AND t.product_id = h.product_id AND t.present = h.present AND t.reserved = h.reserved);
+  AND h.sku = e.sku AND h.stock_type = e.stock_type AND h.shipment_type = e.shipment_type;
 
 -- name: open_stock_by_type
 -- Open a row for every key without a current row: new keys and the ones just closed.
@@ -68,14 +80,19 @@ DELETE FROM ozon_sku k WHERE k.account = %(account)s
   AND NOT EXISTS (SELECT 1 FROM tmp_stock_by_type t WHERE t.sku = k.sku);
 
 -- name: close_stock_by_warehouse
+WITH ended AS (
+    SELECT h.sku, h.warehouse_name
+    FROM ozon_stock_by_warehouse_history h
+    LEFT JOIN tmp_stock_by_warehouse t ON t.sku = h.sku AND t.warehouse_name = h.warehouse_name
+    WHERE h.account = %(account)s AND h.valid_to IS NULL
+      AND (t.sku IS NULL
+           OR (t.free_to_sell, t.promised, t.reserved, t.warehouse_id)
+              IS DISTINCT FROM (h.free_to_sell, h.promised, h.reserved, h.warehouse_id))
+)
 UPDATE ozon_stock_by_warehouse_history h SET valid_to = %(as_of)s
+FROM ended e
 WHERE h.account = %(account)s AND h.valid_to IS NULL
-  AND NOT EXISTS (
-      SELECT 1 FROM tmp_stock_by_warehouse t
-      WHERE t.sku = h.sku AND t.warehouse_name = h.warehouse_name
-        AND t.free_to_sell = h.free_to_sell AND t.promised = h.promised
-        AND t.reserved IS NOT DISTINCT FROM h.reserved
-        AND t.warehouse_id IS NOT DISTINCT FROM h.warehouse_id);
+  AND h.sku = e.sku AND h.warehouse_name = e.warehouse_name;
 
 -- name: open_stock_by_warehouse
 INSERT INTO ozon_stock_by_warehouse_history

@@ -116,6 +116,7 @@ def load_run(
     with conn.transaction(), conn.cursor() as cur:
         base = {"account": account, "run_id": run_id}
         cur.execute(sql["lock_account"], base)
+        cur.execute(sql["bulk_plans"])
         cur.execute(sql["source_state"], base)
         state = {row[0]: row[1] for row in cur.fetchall()}
         for source in ok:
@@ -154,6 +155,10 @@ def load_run(
         result.status = "degraded" if result.degraded else ("stale" if not result.applied else "complete")
         result.counts = _counts(cur, account)
         result.history_opened, result.history_closed = _history_figures(cur, account, run_id, report, result)
+        if result.history_opened > 0.2 * (result.counts["stock_rows"] + result.counts["warehouse_rows"]):
+            # a large change: refresh the planner's statistics now rather than when autovacuum gets to it
+            cur.execute("ANALYZE ozon_stock_by_type_history")
+            cur.execute("ANALYZE ozon_stock_by_warehouse_history")
         result.duration_s = round(time.monotonic() - started, 3)
         sources = {s: asdict(r) for s, r in report.sources.items()}
         cur.execute(
