@@ -143,6 +143,7 @@ INSERT INTO ozon_reject (account, run_id, source, reason, record)
 SELECT %(account)s, %(run_id)s, source, reason, record::jsonb FROM tmp_rejects;
 
 -- name: upsert_run
+-- One ledger row per account and run; the history figures add up over the run's loads.
 INSERT INTO ozon_sync_run (account, run_id, run_key, status, degraded, missing_sources, applied_sources,
     stale_sources, products, stock_rows, warehouse_rows, warehouses, rejects, mismatches, history_opened,
     history_closed, sources, durations, loaded_at)
@@ -154,6 +155,8 @@ SET run_key = EXCLUDED.run_key, status = EXCLUDED.status, degraded = EXCLUDED.de
     missing_sources = EXCLUDED.missing_sources, applied_sources = EXCLUDED.applied_sources,
     stale_sources = EXCLUDED.stale_sources, products = EXCLUDED.products, stock_rows = EXCLUDED.stock_rows,
     warehouse_rows = EXCLUDED.warehouse_rows, warehouses = EXCLUDED.warehouses, rejects = EXCLUDED.rejects,
-    mismatches = EXCLUDED.mismatches, history_opened = EXCLUDED.history_opened,
-    history_closed = EXCLUDED.history_closed, sources = EXCLUDED.sources, durations = EXCLUDED.durations,
+    mismatches = EXCLUDED.mismatches,
+    -- a repeated load of the run writes nothing more; a completing one (after a degraded try) adds its rows
+    history_opened = ozon_sync_run.history_opened + EXCLUDED.history_opened,
+    history_closed = ozon_sync_run.history_closed + EXCLUDED.history_closed, sources = EXCLUDED.sources, durations = EXCLUDED.durations,
     loaded_at = now();

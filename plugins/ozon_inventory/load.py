@@ -154,11 +154,6 @@ def load_run(
         result.degraded = bool(result.missing)
         result.status = "degraded" if result.degraded else ("stale" if not result.applied else "complete")
         result.counts = _counts(cur, account)
-        result.history_opened, result.history_closed = _history_figures(cur, account, run_id, report, result)
-        if result.history_opened > 0.2 * (result.counts["stock_rows"] + result.counts["warehouse_rows"]):
-            # a large change: refresh the planner's statistics now rather than when autovacuum gets to it
-            cur.execute("ANALYZE ozon_stock_by_type_history")
-            cur.execute("ANALYZE ozon_stock_by_warehouse_history")
         result.duration_s = round(time.monotonic() - started, 3)
         sources = {s: asdict(r) for s, r in report.sources.items()}
         cur.execute(
@@ -206,7 +201,9 @@ def _apply_stocks(
     _copy(cur, "tmp_stock_by_type", staging, "model", "stock_by_type.tsv")
     _copy(cur, "tmp_products", staging, "model", "products.tsv")
     cur.execute(sql["close_stock_by_type"], params)
+    result.history_closed += cur.rowcount
     cur.execute(sql["open_stock_by_type"], params)
+    result.history_opened += cur.rowcount
     cur.execute(sql["upsert_products"], params)
     cur.execute(sql["delete_vanished_products"], params)
     cur.execute(sql["upsert_skus"], params)
@@ -219,7 +216,9 @@ def _apply_warehouse_stocks(
     cur.execute(sql["temp_stock_by_warehouse"])
     _copy(cur, "tmp_stock_by_warehouse", staging, "model", "stock_by_warehouse.tsv")
     cur.execute(sql["close_stock_by_warehouse"], params)
+    result.history_closed += cur.rowcount
     cur.execute(sql["open_stock_by_warehouse"], params)
+    result.history_opened += cur.rowcount
     _apply_warehouses(cur, sql, staging, params, "ozon")
 
 
@@ -233,13 +232,15 @@ def _apply_warehouses(cur: Any, sql: dict[str, str], staging: StagingArea, param
 
 
 def _counts(cur: Any, account: str) -> dict[str, int]:
+    """The account's current snapshot sizes, from the per-source state (no scan of the big tables)."""
     cur.execute(
         """
-        SELECT (SELECT count(*) FROM ozon_product WHERE account = %(a)s),
-               (SELECT count(*) FROM ozon_stock_by_type WHERE account = %(a)s),
-               (SELECT count(*) FROM ozon_stock_by_warehouse WHERE account = %(a)s),
+        SELECT coalesce(max(products) FILTER (WHERE source = 'stocks'), 0),
+               coalesce(max(rows) FILTER (WHERE source = 'stocks'), 0),
+               coalesce(max(rows) FILTER (WHERE source = 'warehouse_stocks'), 0),
                (SELECT count(*) FROM ozon_warehouse WHERE account = %(a)s),
                (SELECT count(*) FROM ozon_warehouse WHERE account = %(a)s AND kind = 'ozon')
+        FROM ozon_source_state WHERE account = %(a)s
         """,
         {"a": account},
     )
@@ -251,29 +252,3 @@ def _counts(cur: Any, account: str) -> dict[str, int]:
         "warehouses": warehouses,
         "ozon_warehouses": ozon,
     }
-
-
-def _history_figures(
-    cur: Any, account: str, run_id: str, report: ValidationReport, result: LoadResult
-) -> tuple[int, int]:
-    """History rows this run opened and closed; the same on a repeated load of the run."""
-    cur.execute(
-        """
-        SELECT (SELECT count(*) FROM ozon_stock_by_type_history WHERE account = %(a)s AND run_id = %(r)s)
-             + (SELECT count(*) FROM ozon_stock_by_warehouse_history WHERE account = %(a)s AND run_id = %(r)s)
-        """,
-        {"a": account, "r": run_id},
-    )
-    opened = cur.fetchone()[0]
-    closed = 0
-    for source, table in (
-        ("stocks", "ozon_stock_by_type_history"),
-        ("warehouse_stocks", "ozon_stock_by_warehouse_history"),
-    ):
-        if source in result.applied:
-            cur.execute(
-                f"SELECT count(*) FROM {table} WHERE account = %(a)s AND valid_to = %(t)s",
-                {"a": account, "t": datetime.fromisoformat(report.sources[source].as_of)},
-            )
-            closed += cur.fetchone()[0]
-    return opened, closed

@@ -207,7 +207,9 @@ def report(account: str) -> dict[str, Any]:
     A DAG run's state follows its last tasks, so without this task a run whose fetch failed
     would still show success.
     """
-    _, settings, staging = _context(account)
+    context, settings, staging = _context(account)
+    if _is_backfill(context) and not any(staging.manifest(s) for s in SOURCES):
+        raise AirflowSkipException(f"backfill of {staging.run_key}: nothing archived for account {account}")
     try:
         result = staging.read_json("load", "result.json")
     except StagingError:
