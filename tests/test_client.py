@@ -209,3 +209,19 @@ def test_int64_and_string_numbers_are_accepted_in_requests(client, simulator):
     product = simulator.sim.accounts[CLIENT_ID].catalogue.products[3]
     pages = list(client.iter_product_stocks(filter={"product_id": [product.product_id], "visibility": "ALL"}))
     assert products(pages) == [product.product_id]
+
+
+@pytest.mark.parametrize("total_fields", ["total_items", "total", "both"])
+def test_total_or_total_items_either_works(total_fields):
+    sim = default_simulator(
+        client_id=CLIENT_ID, api_key=API_KEY, config=SimulatorConfig(total_fields=total_fields)
+    )
+    running = serve(sim)
+    try:
+        client = OzonClient(running.url, CLIENT_ID, API_KEY, rate_limit=500)
+        assert len(products(client.iter_product_stocks(limit=100))) == 175
+        sim.add_fault(Fault(V4_STOCKS, "mutate", times=1))
+        with pytest.raises(OzonSnapshotChanged):
+            list(client.iter_product_stocks(limit=100))
+    finally:
+        running.stop()
