@@ -32,12 +32,19 @@ sys.path.insert(0, str(ROOT / "plugins"))
 
 CLIENT_ID, API_KEY = "100200", "sim-api-key"
 STAGES = ("fetch_stocks", "fetch_warehouse_stocks", "fetch_warehouses", "validate", "merge", "load")
+#: Model file -> (the table it is loaded into, the file's columns, the table's other NOT NULL columns).
 MODEL_TABLES = {
-    "stock_by_type.tsv": "product_id bigint, sku bigint, stock_type text, shipment_type text, present integer, "
-    "reserved integer, PRIMARY KEY (sku, stock_type, shipment_type)",
-    "stock_by_warehouse.tsv": "sku bigint, warehouse_name text, warehouse_id bigint, free_to_sell integer, "
-    "promised integer, reserved integer, PRIMARY KEY (sku, warehouse_name)",
-    "products.tsv": "product_id bigint PRIMARY KEY, offer_id text, name text",
+    "stock_by_type.tsv": (
+        "ozon_stock_by_type_history",
+        "product_id, sku, stock_type, shipment_type, present, reserved",
+        ("account", "valid_from", "run_id"),
+    ),
+    "stock_by_warehouse.tsv": (
+        "ozon_stock_by_warehouse_history",
+        "sku, warehouse_name, warehouse_id, free_to_sell, promised, reserved",
+        ("account", "valid_from", "run_id"),
+    ),
+    "products.tsv": ("ozon_product", "product_id, offer_id, name", ("account", "updated_at")),
 }
 
 
@@ -106,22 +113,29 @@ def peak_rss_mb() -> float:
 
 
 def baseline_copy(staging_root: str, run_key: str, dsn: str) -> float:
-    """Raw COPY of the run's model files into new, empty tables of the same shape (with their keys)."""
+    """Raw COPY of the run's model files into new, empty tables of the same shape as the real ones
+    (``LIKE … INCLUDING ALL``: same columns, keys and indexes; the constant columns get defaults)."""
     import psycopg
 
     from ozon_inventory.staging import StagingArea
 
     staging = StagingArea(staging_root, "bench", run_key)
     with psycopg.connect(dsn) as conn:
+        with conn.transaction():
+            for name, (table, _, constants) in MODEL_TABLES.items():
+                copy_table = "baseline_" + name.split(".")[0]
+                conn.execute(f"DROP TABLE IF EXISTS {copy_table}")
+                conn.execute(f"CREATE TABLE {copy_table} (LIKE {table} INCLUDING ALL)")
+                for column in constants:
+                    default = "now()" if column in ("valid_from", "updated_at") else "'bench'"
+                    conn.execute(f"ALTER TABLE {copy_table} ALTER {column} SET DEFAULT {default}")
         started = time.perf_counter()
         with conn.transaction(), conn.cursor() as cur:
-            for name, columns in MODEL_TABLES.items():
-                table = "baseline_" + name.split(".")[0]
-                cur.execute(f"DROP TABLE IF EXISTS {table}")
-                cur.execute(f"CREATE TABLE {table} ({columns})")
+            for name, (_, columns, _) in MODEL_TABLES.items():
+                copy_table = "baseline_" + name.split(".")[0]
                 with (
                     staging.open_binary("model", name) as handle,
-                    cur.copy(f"COPY {table} FROM STDIN") as copy,
+                    cur.copy(f"COPY {copy_table} ({columns}) FROM STDIN") as copy,
                 ):
                     while chunk := handle.read(1 << 20):
                         copy.write(chunk)

@@ -31,36 +31,48 @@ CREATE TEMP TABLE tmp_warehouses (
     cluster_id bigint, cluster_name text
 ) ON COMMIT DROP;
 
--- name: close_stock_by_type
--- Close the current rows that changed or vanished. Written as a join on the key (hashable), not as
--- NOT EXISTS over every column: IS DISTINCT FROM cannot drive a hash join.
-WITH ended AS (
-    SELECT h.sku, h.stock_type, h.shipment_type
-    FROM ozon_stock_by_type_history h
-    LEFT JOIN tmp_stock_by_type t
-      ON t.sku = h.sku AND t.stock_type = h.stock_type AND t.shipment_type = h.shipment_type
-    WHERE h.account = %(account)s AND h.valid_to IS NULL
-      AND (t.sku IS NULL OR (t.product_id, t.present, t.reserved) IS DISTINCT FROM (h.product_id, h.present, h.reserved))
-)
-UPDATE ozon_stock_by_type_history h SET valid_to = %(as_of)s
-FROM ended e
-WHERE h.account = %(account)s AND h.valid_to IS NULL
-  AND h.sku = e.sku AND h.stock_type = e.stock_type AND h.shipment_type = e.shipment_type;
+-- name: has_current_stock_by_type
+SELECT EXISTS (SELECT 1 FROM ozon_stock_by_type_history WHERE account = %(account)s AND valid_to IS NULL);
 
--- name: open_stock_by_type
--- Open a row for every key without a current row: new keys and the ones just closed.
+-- name: first_stock_by_type
+-- The account's first snapshot: every row opens.
 INSERT INTO ozon_stock_by_type_history
     (account, product_id, sku, stock_type, shipment_type, present, reserved, valid_from, run_id)
-SELECT %(account)s, t.product_id, t.sku, t.stock_type, t.shipment_type, t.present, t.reserved, %(as_of)s, %(run_id)s
+SELECT %(account)s, product_id, sku, stock_type, shipment_type, present, reserved, %(as_of)s, %(run_id)s
+FROM tmp_stock_by_type;
+
+-- name: diff_stock_by_type
+-- What changed against the current rows, found in one hash join on the key: new keys, changed
+-- values (IS DISTINCT FROM, so NULLs compare) and vanished keys.
+CREATE TEMP TABLE diff_stock_by_type ON COMMIT DROP AS
+SELECT coalesce(t.sku, h.sku) AS sku, coalesce(t.stock_type, h.stock_type) AS stock_type,
+       coalesce(t.shipment_type, h.shipment_type) AS shipment_type,
+       h.sku IS NOT NULL AS was_current, t.sku IS NOT NULL AS is_current,
+       t.product_id, t.present, t.reserved
 FROM tmp_stock_by_type t
-WHERE NOT EXISTS (
-    SELECT 1 FROM ozon_stock_by_type_history h
-    WHERE h.account = %(account)s AND h.valid_to IS NULL
-      AND h.sku = t.sku AND h.stock_type = t.stock_type AND h.shipment_type = t.shipment_type);
+FULL JOIN (SELECT * FROM ozon_stock_by_type_history WHERE account = %(account)s AND valid_to IS NULL) h
+  ON h.sku = t.sku AND h.stock_type = t.stock_type AND h.shipment_type = t.shipment_type
+WHERE h.sku IS NULL OR t.sku IS NULL
+   OR (t.product_id, t.present, t.reserved) IS DISTINCT FROM (h.product_id, h.present, h.reserved);
+
+-- name: close_stock_by_type
+UPDATE ozon_stock_by_type_history h SET valid_to = %(as_of)s
+FROM diff_stock_by_type d
+WHERE d.was_current AND h.account = %(account)s AND h.valid_to IS NULL
+  AND h.sku = d.sku AND h.stock_type = d.stock_type AND h.shipment_type = d.shipment_type;
+
+-- name: open_stock_by_type
+INSERT INTO ozon_stock_by_type_history
+    (account, product_id, sku, stock_type, shipment_type, present, reserved, valid_from, run_id)
+SELECT %(account)s, product_id, sku, stock_type, shipment_type, present, reserved, %(as_of)s, %(run_id)s
+FROM diff_stock_by_type WHERE is_current;
 
 -- name: upsert_products
 INSERT INTO ozon_product AS p (account, product_id, offer_id, name, updated_at)
-SELECT %(account)s, product_id, offer_id, name, %(as_of)s FROM tmp_products
+SELECT %(account)s, t.product_id, t.offer_id, t.name, %(as_of)s
+FROM tmp_products t
+LEFT JOIN ozon_product o ON o.account = %(account)s AND o.product_id = t.product_id
+WHERE o.product_id IS NULL OR (o.offer_id, o.name) IS DISTINCT FROM (t.offer_id, COALESCE(t.name, o.name))
 ON CONFLICT (account, product_id) DO UPDATE
 SET offer_id = EXCLUDED.offer_id, name = COALESCE(EXCLUDED.name, p.name), updated_at = EXCLUDED.updated_at
 WHERE (p.offer_id, p.name) IS DISTINCT FROM (EXCLUDED.offer_id, COALESCE(EXCLUDED.name, p.name));
@@ -71,7 +83,10 @@ DELETE FROM ozon_product p WHERE p.account = %(account)s
 
 -- name: upsert_skus
 INSERT INTO ozon_sku AS k (account, sku, product_id)
-SELECT DISTINCT ON (sku) %(account)s, sku, product_id FROM tmp_stock_by_type ORDER BY sku, stock_type
+SELECT %(account)s, t.sku, t.product_id
+FROM (SELECT DISTINCT ON (sku) sku, product_id FROM tmp_stock_by_type ORDER BY sku, stock_type) t
+LEFT JOIN ozon_sku o ON o.account = %(account)s AND o.sku = t.sku
+WHERE o.sku IS NULL OR o.product_id <> t.product_id
 ON CONFLICT (account, sku) DO UPDATE SET product_id = EXCLUDED.product_id
 WHERE k.product_id <> EXCLUDED.product_id;
 
@@ -79,31 +94,38 @@ WHERE k.product_id <> EXCLUDED.product_id;
 DELETE FROM ozon_sku k WHERE k.account = %(account)s
   AND NOT EXISTS (SELECT 1 FROM tmp_stock_by_type t WHERE t.sku = k.sku);
 
+-- name: has_current_stock_by_warehouse
+SELECT EXISTS (SELECT 1 FROM ozon_stock_by_warehouse_history WHERE account = %(account)s AND valid_to IS NULL);
+
+-- name: first_stock_by_warehouse
+INSERT INTO ozon_stock_by_warehouse_history
+    (account, sku, warehouse_name, warehouse_id, free_to_sell, promised, reserved, valid_from, run_id)
+SELECT %(account)s, sku, warehouse_name, warehouse_id, free_to_sell, promised, reserved, %(as_of)s, %(run_id)s
+FROM tmp_stock_by_warehouse;
+
+-- name: diff_stock_by_warehouse
+CREATE TEMP TABLE diff_stock_by_warehouse ON COMMIT DROP AS
+SELECT coalesce(t.sku, h.sku) AS sku, coalesce(t.warehouse_name, h.warehouse_name) AS warehouse_name,
+       h.sku IS NOT NULL AS was_current, t.sku IS NOT NULL AS is_current,
+       t.warehouse_id, t.free_to_sell, t.promised, t.reserved
+FROM tmp_stock_by_warehouse t
+FULL JOIN (SELECT * FROM ozon_stock_by_warehouse_history WHERE account = %(account)s AND valid_to IS NULL) h
+  ON h.sku = t.sku AND h.warehouse_name = t.warehouse_name
+WHERE h.sku IS NULL OR t.sku IS NULL
+   OR (t.free_to_sell, t.promised, t.reserved, t.warehouse_id)
+      IS DISTINCT FROM (h.free_to_sell, h.promised, h.reserved, h.warehouse_id);
+
 -- name: close_stock_by_warehouse
-WITH ended AS (
-    SELECT h.sku, h.warehouse_name
-    FROM ozon_stock_by_warehouse_history h
-    LEFT JOIN tmp_stock_by_warehouse t ON t.sku = h.sku AND t.warehouse_name = h.warehouse_name
-    WHERE h.account = %(account)s AND h.valid_to IS NULL
-      AND (t.sku IS NULL
-           OR (t.free_to_sell, t.promised, t.reserved, t.warehouse_id)
-              IS DISTINCT FROM (h.free_to_sell, h.promised, h.reserved, h.warehouse_id))
-)
 UPDATE ozon_stock_by_warehouse_history h SET valid_to = %(as_of)s
-FROM ended e
-WHERE h.account = %(account)s AND h.valid_to IS NULL
-  AND h.sku = e.sku AND h.warehouse_name = e.warehouse_name;
+FROM diff_stock_by_warehouse d
+WHERE d.was_current AND h.account = %(account)s AND h.valid_to IS NULL
+  AND h.sku = d.sku AND h.warehouse_name = d.warehouse_name;
 
 -- name: open_stock_by_warehouse
 INSERT INTO ozon_stock_by_warehouse_history
     (account, sku, warehouse_name, warehouse_id, free_to_sell, promised, reserved, valid_from, run_id)
-SELECT %(account)s, t.sku, t.warehouse_name, t.warehouse_id, t.free_to_sell, t.promised, t.reserved,
-       %(as_of)s, %(run_id)s
-FROM tmp_stock_by_warehouse t
-WHERE NOT EXISTS (
-    SELECT 1 FROM ozon_stock_by_warehouse_history h
-    WHERE h.account = %(account)s AND h.valid_to IS NULL
-      AND h.sku = t.sku AND h.warehouse_name = t.warehouse_name);
+SELECT %(account)s, sku, warehouse_name, warehouse_id, free_to_sell, promised, reserved, %(as_of)s, %(run_id)s
+FROM diff_stock_by_warehouse WHERE is_current;
 
 -- name: upsert_warehouses
 -- %(kind)s is 'ozon' or 'seller': each source replaces only its own kind.

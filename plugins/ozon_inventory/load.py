@@ -200,10 +200,7 @@ def _apply_stocks(
     cur.execute(sql["temp_products"])
     _copy(cur, "tmp_stock_by_type", staging, "model", "stock_by_type.tsv")
     _copy(cur, "tmp_products", staging, "model", "products.tsv")
-    cur.execute(sql["close_stock_by_type"], params)
-    result.history_closed += cur.rowcount
-    cur.execute(sql["open_stock_by_type"], params)
-    result.history_opened += cur.rowcount
+    _apply_history(cur, sql, "stock_by_type", params, result)
     cur.execute(sql["upsert_products"], params)
     cur.execute(sql["delete_vanished_products"], params)
     cur.execute(sql["upsert_skus"], params)
@@ -215,11 +212,26 @@ def _apply_warehouse_stocks(
 ) -> None:
     cur.execute(sql["temp_stock_by_warehouse"])
     _copy(cur, "tmp_stock_by_warehouse", staging, "model", "stock_by_warehouse.tsv")
-    cur.execute(sql["close_stock_by_warehouse"], params)
-    result.history_closed += cur.rowcount
-    cur.execute(sql["open_stock_by_warehouse"], params)
-    result.history_opened += cur.rowcount
+    _apply_history(cur, sql, "stock_by_warehouse", params, result)
     _apply_warehouses(cur, sql, staging, params, "ozon")
+
+
+def _apply_history(cur: Any, sql: dict[str, str], name: str, params: dict, result: LoadResult) -> None:
+    """Close the current rows that changed or vanished and open rows for the new values.
+
+    The first snapshot of an account opens every row straight from the temp table; later ones
+    diff against the current rows once and touch only what changed.
+    """
+    cur.execute(sql[f"has_current_{name}"], params)
+    if not cur.fetchone()[0]:
+        cur.execute(sql[f"first_{name}"], params)
+        result.history_opened += cur.rowcount
+        return
+    cur.execute(sql[f"diff_{name}"], params)
+    cur.execute(sql[f"close_{name}"], params)
+    result.history_closed += cur.rowcount
+    cur.execute(sql[f"open_{name}"], params)
+    result.history_opened += cur.rowcount
 
 
 def _apply_warehouses(cur: Any, sql: dict[str, str], staging: StagingArea, params: dict, kind: str) -> None:
