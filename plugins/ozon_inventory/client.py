@@ -290,6 +290,10 @@ class OzonClient:
 
     # -- paging --------------------------------------------------------------------------------
 
+    def _check_page_cap(self, method: str, pages_so_far: int) -> None:
+        if pages_so_far >= self.max_pages:
+            raise OzonPagingError(f"Ozon {method}: more than {self.max_pages} pages; stopped paging")
+
     def iter_product_stocks(self, limit: int = 1000, filter: dict[str, Any] | None = None) -> Iterator[Page]:  # noqa: A002
         """``/v4/product/info/stocks`` page by page (cursor paging).
 
@@ -305,8 +309,7 @@ class OzonClient:
         total: int | None = None
         number = 0
         while True:
-            if number >= self.max_pages:
-                raise OzonPagingError(f"Ozon {method}: more than {self.max_pages} pages; stopped paging")
+            self._check_page_cap(method, number)
             body = {"cursor": cursor, "filter": filter or {"visibility": "ALL"}, "limit": limit}
             raw, data, rows = self.post(method, body, _v4_rows)
             number += 1
@@ -321,12 +324,7 @@ class OzonClient:
             next_cursor = data.get("cursor") or ""
             if not items or not next_cursor or len(items) < limit:
                 break
-            if next_cursor == cursor or next_cursor in given:
-                raise OzonPagingError(
-                    f"Ozon {method} gave cursor {next_cursor[:40]!r} again on page {number}: paging would never end"
-                )
-            given.add(next_cursor)
-            cursor = next_cursor
+            cursor = _next_cursor(method, number, cursor, next_cursor, given)
         if duplicates or (total is not None and total != len(seen)):
             raise OzonSnapshotChanged(
                 f"Ozon {method}: the catalogue changed while paging "
@@ -360,11 +358,8 @@ class OzonClient:
                 while pending:
                     offset = min(pending)
                     raw, data, rows, body = pending.pop(offset).result()
+                    self._check_page_cap(method, number)
                     number += 1
-                    if number > self.max_pages:
-                        raise OzonPagingError(
-                            f"Ozon {method}: more than {self.max_pages} pages; stopped paging"
-                        )
                     for row in data["result"]["rows"]:
                         key = (
                             hash((row.get("sku"), row.get("warehouse_name"))) if isinstance(row, dict) else 0
@@ -416,8 +411,7 @@ class OzonClient:
         limit = _check_limit(method, limit)
         offset, number = 0, 0
         while True:
-            if number >= self.max_pages:
-                raise OzonPagingError(f"Ozon {method}: more than {self.max_pages} pages; stopped paging")
+            self._check_page_cap(method, number)
             body = {"limit": limit, "offset": offset}
             raw, data, rows = self.post(method, body, _result_rows)
             number += 1
@@ -432,8 +426,7 @@ class OzonClient:
         limit = _check_limit(method, limit)
         cursor, given, number = "", set(), 0
         while True:
-            if number >= self.max_pages:
-                raise OzonPagingError(f"Ozon {method}: more than {self.max_pages} pages; stopped paging")
+            self._check_page_cap(method, number)
             body = {"cursor": cursor, "limit": limit}
             raw, data, rows = self.post(method, body, _warehouses_rows)
             number += 1
@@ -441,12 +434,17 @@ class OzonClient:
             next_cursor = data.get("cursor") or ""
             if data.get("has_next") not in (True, "true") or not next_cursor or not rows:
                 break
-            if next_cursor == cursor or next_cursor in given:
-                raise OzonPagingError(
-                    f"Ozon {method} gave cursor {next_cursor[:40]!r} again on page {number}: paging would never end"
-                )
-            given.add(next_cursor)
-            cursor = next_cursor
+            cursor = _next_cursor(method, number, cursor, next_cursor, given)
+
+
+def _next_cursor(method: str, number: int, cursor: str, next_cursor: str, given: set[str]) -> str:
+    """The cursor for the next page; one Ozon already gave means paging would loop forever."""
+    if next_cursor == cursor or next_cursor in given:
+        raise OzonPagingError(
+            f"Ozon {method} gave cursor {next_cursor[:40]!r} again on page {number}: paging would never end"
+        )
+    given.add(next_cursor)
+    return next_cursor
 
 
 def _check_limit(method: str, limit: int) -> int:

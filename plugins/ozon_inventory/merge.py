@@ -15,6 +15,7 @@ and ``load`` keeps that source's last good rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -36,6 +37,21 @@ class MergeResult:
         return asdict(self)
 
 
+def _rewrite(staging: StagingArea, source: str, target: str, row: Callable[[list[str]], str]) -> int:
+    """Stream ``validated/source`` through ``row`` into ``model/target``; return the rows written."""
+    count = 0
+    with staging.open_read("validated", source) as src, staging.open_write("model", target) as out:
+        lines: list[str] = []
+        for line in src:
+            lines.append(row(line.rstrip("\n").split("\t")))
+            count += 1
+            if len(lines) >= _BATCH:
+                out.write("".join(lines))
+                lines.clear()
+        out.write("".join(lines))
+    return count
+
+
 def merge_run(staging: StagingArea, report: ValidationReport) -> MergeResult:
     """Write ``model/`` from ``validated/`` for the sources the report marks ``ok``."""
     result = MergeResult(staging.account, staging.run_key)
@@ -44,48 +60,30 @@ def merge_run(staging: StagingArea, report: ValidationReport) -> MergeResult:
     ozon_whs: dict[str, tuple[str, str, str]] = {}
 
     if "warehouse_stocks" in ok:
-        rows = 0
-        with (
-            staging.open_read("validated", "warehouse_stocks.tsv") as src,
-            staging.open_write("model", "stock_by_warehouse.tsv") as out,
-        ):
-            lines = []
-            for line in src:
-                sku, wh_name, wh_id, _code, item_name, free, promised, reserved, cl_id, cl_name = line.rstrip(
-                    "\n"
-                ).split("\t")
-                if item_name:
-                    names.setdefault(int(sku), item_name)
-                if wh_name not in ozon_whs or (wh_id != NULL and ozon_whs[wh_name][0] == NULL):
-                    ozon_whs[wh_name] = (wh_id, cl_id, cl_name)
-                lines.append(f"{sku}\t{wh_name}\t{wh_id}\t{free}\t{promised}\t{reserved}\n")
-                rows += 1
-                if len(lines) >= _BATCH:
-                    out.write("".join(lines))
-                    lines.clear()
-            out.write("".join(lines))
-        result.files["stock_by_warehouse.tsv"] = rows
+
+        def warehouse_row(fields: list[str]) -> str:
+            sku, wh_name, wh_id, _code, item_name, free, promised, reserved, cl_id, cl_name = fields
+            if item_name:
+                names.setdefault(int(sku), item_name)
+            if wh_name not in ozon_whs or (wh_id != NULL and ozon_whs[wh_name][0] == NULL):
+                ozon_whs[wh_name] = (wh_id, cl_id, cl_name)
+            return f"{sku}\t{wh_name}\t{wh_id}\t{free}\t{promised}\t{reserved}\n"
+
+        result.files["stock_by_warehouse.tsv"] = _rewrite(
+            staging, "warehouse_stocks.tsv", "stock_by_warehouse.tsv", warehouse_row
+        )
 
     if "stocks" in ok:
         products: dict[str, tuple[str, str]] = {}
-        rows = 0
-        with (
-            staging.open_read("validated", "stocks.tsv") as src,
-            staging.open_write("model", "stock_by_type.tsv") as out,
-        ):
-            lines = []
-            for line in src:
-                product_id, offer_id, sku, stype, shipment, present, reserved = line.rstrip("\n").split("\t")
-                known = products.get(product_id)
-                if known is None or (not known[1] and int(sku) in names):
-                    products[product_id] = (offer_id, names.get(int(sku), ""))
-                lines.append(f"{product_id}\t{sku}\t{stype}\t{shipment}\t{present}\t{reserved}\n")
-                rows += 1
-                if len(lines) >= _BATCH:
-                    out.write("".join(lines))
-                    lines.clear()
-            out.write("".join(lines))
-        result.files["stock_by_type.tsv"] = rows
+
+        def type_row(fields: list[str]) -> str:
+            product_id, offer_id, sku, stype, shipment, present, reserved = fields
+            known = products.get(product_id)
+            if known is None or (not known[1] and int(sku) in names):
+                products[product_id] = (offer_id, names.get(int(sku), ""))
+            return f"{product_id}\t{sku}\t{stype}\t{shipment}\t{present}\t{reserved}\n"
+
+        result.files["stock_by_type.tsv"] = _rewrite(staging, "stocks.tsv", "stock_by_type.tsv", type_row)
         with staging.open_write("model", "products.tsv") as out:
             out.write("".join(f"{pid}\t{offer}\t{name or NULL}\n" for pid, (offer, name) in products.items()))
         result.files["products.tsv"] = len(products)
