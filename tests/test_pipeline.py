@@ -161,3 +161,37 @@ def test_staged_answers_are_checked_against_their_manifest(simulator, tmp_path, 
 
     with pytest.raises(StagingError, match="checksum"):
         validate_run(staging)
+
+
+def test_a_failed_load_leaves_the_previous_snapshot_whole(simulator, tmp_path, pg_conn):
+    from ozon_inventory.load import load_run
+    from ozon_inventory.merge import merge_run
+    from ozon_inventory.validate import validate_run
+
+    run(simulator, tmp_path, pg_conn, "20261122T100000Z")
+    before = pg_conn.execute(
+        "SELECT (SELECT count(*) FROM ozon_stock_by_type_history), (SELECT count(*) FROM ozon_stock_by_warehouse_history),"
+        " (SELECT count(*) FROM ozon_sync_run), (SELECT sum(present) FROM ozon_stock_by_type)"
+    ).fetchone()
+    simulator.sim.accounts[CLIENT_ID].catalogue.change_stock(0.2, seed=8)
+    client = OzonClient(simulator.url, CLIENT_ID, API_KEY, rate_limit=1000)
+    staging = StagingArea(str(tmp_path / "staging"), "acc", "20261122T110000Z")
+    from ozon_inventory.fetch import fetch_stocks, fetch_warehouse_stocks, fetch_warehouses
+
+    fetch_stocks(client, staging)
+    fetch_warehouse_stocks(client, staging)
+    fetch_warehouses(client, staging)
+    report = validate_run(staging)
+    merge_run(staging, report)
+    # stocks apply first; then the warehouse rows' file is damaged and COPY fails mid-transaction
+    (staging.dir("model") / "stock_by_warehouse.tsv").write_text("not\ta\tvalid\trow\n")
+    import psycopg
+
+    with pytest.raises(psycopg.errors.DataError):
+        load_run(pg_conn, staging, report, "run-failing")
+    pg_conn.rollback()
+    after = pg_conn.execute(
+        "SELECT (SELECT count(*) FROM ozon_stock_by_type_history), (SELECT count(*) FROM ozon_stock_by_warehouse_history),"
+        " (SELECT count(*) FROM ozon_sync_run), (SELECT sum(present) FROM ozon_stock_by_type)"
+    ).fetchone()
+    assert after == before
