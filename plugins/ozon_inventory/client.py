@@ -14,11 +14,13 @@ Airflow connection. Why it looks the way it does:
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -395,14 +397,25 @@ class OzonClient:
             body = {"skus": [str(s) for s in part]}
             return (*self.post(method, body, _items_rows), body)
 
+        # A window of batches in flight, not all of them: finished answers wait in memory until the
+        # consumer takes them, so an unbounded queue would hold the whole catalogue.
+        window = 2 * self.workers
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ozon-skus") as pool:
-            futures = [pool.submit(fetch, part) for part in batches]
+            pending: deque[Future[Any]] = deque()
+            remaining = iter(batches)
             try:
-                for number, future in enumerate(futures, start=1):
-                    raw, data, rows, body = future.result()
+                for part in itertools.islice(remaining, window):
+                    pending.append(pool.submit(fetch, part))
+                number = 0
+                while pending:
+                    raw, data, rows, body = pending.popleft().result()
+                    number += 1
+                    part = next(remaining, None)
+                    if part is not None:
+                        pending.append(pool.submit(fetch, part))
                     yield Page(method, number, raw, data, rows, body)
             finally:
-                for future in futures:
+                for future in pending:
                     future.cancel()
 
     def iter_warehouses_v1(self, limit: int = 200) -> Iterator[Page]:
