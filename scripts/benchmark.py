@@ -16,6 +16,7 @@ history rows written against the rows that really changed (a diff of the two run
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -302,8 +303,10 @@ def _report(results: dict, args: argparse.Namespace, out: list[str]) -> None:
         f"load vs raw COPY of the same rows: {load:.2f} s / {first['baseline_copy_s']:.2f} s = "
         f"{load / first['baseline_copy_s']:.2f}×   (target ≤ 2×)"
     )
-    for stage in ("fetch_stocks", "fetch_warehouse_stocks", "fetch_warehouses"):
-        fig = first["stages"][stage]
+    for run, stage in itertools.product(
+        results["runs"], ("fetch_stocks", "fetch_warehouse_stocks", "fetch_warehouses")
+    ):
+        fig = run["stages"][stage]
         for method, m in fig["requests"].items():
             if method == "/v1/analytics/stocks":  # one request per batch of 100 SKUs: one page each
                 minimum = fig["pages"]
@@ -311,7 +314,7 @@ def _report(results: dict, args: argparse.Namespace, out: list[str]) -> None:
                 minimum = MINIMUM.get(method, lambda rows: 0)(fig["rows"])
             ratio = f"{m['requests'] / minimum:.3f}×" if minimum else "n/a"
             out.append(
-                f"{stage:<23} {method:<36} requests {m['requests']:>5} (retries {m['retries']}) vs minimum "
+                f"{run['label']:<11} {stage:<23} {method:<36} requests {m['requests']:>5} (retries {m['retries']}) vs minimum "
                 f"{minimum or '?':>5} = {ratio}; rate {m['rate_per_s']:.1f}/s of {args.rate:g}/s "
                 f"= {m['rate_per_s'] / args.rate:.0%}"
             )

@@ -225,3 +225,11 @@ def test_total_or_total_items_either_works(total_fields):
             list(client.iter_product_stocks(limit=100))
     finally:
         running.stop()
+
+
+def test_expected_rows_keep_offset_paging_at_the_minimum(client, simulator):
+    list(client.iter_stock_on_warehouses(limit=50, expected_rows=511))
+    assert client.stats[V2_STOCK_ON_WAREHOUSES].requests == 511 // 50 + 1  # nothing past the end
+    client.stats.clear()
+    rows = sum(p.rows for p in client.iter_stock_on_warehouses(limit=50, expected_rows=100))  # grew since
+    assert rows == 511 and client.stats[V2_STOCK_ON_WAREHOUSES].requests == 511 // 50 + 1

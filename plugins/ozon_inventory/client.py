@@ -333,14 +333,19 @@ class OzonClient:
                 f"({len(seen)} distinct products, {duplicates} repeated, total said {total})"
             )
 
-    def iter_stock_on_warehouses(self, limit: int = 1000, warehouse_type: str = "ALL") -> Iterator[Page]:
-        """``/v2/analytics/stock_on_warehouses`` by offset, ``workers`` pages in flight.
+    def iter_stock_on_warehouses(
+        self, limit: int = 1000, warehouse_type: str = "ALL", expected_rows: int | None = None
+    ) -> Iterator[Page]:
+        """``/v2/analytics/stock_on_warehouses`` by offset, up to ``workers`` pages in flight.
 
-        The method has no total, so pages ahead are requested speculatively; the first short page
-        ends paging and at most ``workers - 1`` requests go past the end. Pages are yielded in order.
+        The method has no total, so pages ahead are requested speculatively and the first short
+        page ends paging. ``expected_rows`` (the last snapshot's size) bounds the speculation: pages
+        past it go one at a time, so a stable catalogue costs no request past the end; without it, at
+        most ``workers - 1`` requests go past the end. Pages are yielded in order.
         """
         method = V2_STOCK_ON_WAREHOUSES
         limit = _check_limit(method, limit)
+        full_pages = None if expected_rows is None else max(0, expected_rows) // limit
 
         def fetch(offset: int) -> tuple[bytes, dict[str, Any], int, dict[str, Any]]:
             body = {"limit": limit, "offset": offset, "warehouse_type": warehouse_type}
@@ -351,12 +356,18 @@ class OzonClient:
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ozon-offset") as pool:
             pending: dict[int, Future[Any]] = {}
             next_offset = 0
-            for _ in range(self.workers):
-                pending[next_offset] = pool.submit(fetch, next_offset)
-                next_offset += limit
+
+            def top_up() -> None:
+                nonlocal next_offset
+                while len(pending) < self.workers:
+                    if pending and full_pages is not None and next_offset // limit > full_pages:
+                        return  # past the expected end: one request at a time
+                    pending[next_offset] = pool.submit(fetch, next_offset)
+                    next_offset += limit
+
             number = 0
-            ended = False
             try:
+                top_up()
                 while pending:
                     offset = min(pending)
                     raw, data, rows, body = pending.pop(offset).result()
@@ -370,14 +381,8 @@ class OzonClient:
                         keys.add(key)
                     yield Page(method, number, raw, data, rows, body)
                     if rows < limit:
-                        ended = True
-                    if ended:
-                        for future in pending.values():
-                            future.cancel()
-                        pending = {o: f for o, f in pending.items() if o < offset}
-                    else:
-                        pending[next_offset] = pool.submit(fetch, next_offset)
-                        next_offset += limit
+                        break  # the end: pages still in flight are past it
+                    top_up()
             finally:
                 for future in pending.values():
                     future.cancel()

@@ -116,13 +116,15 @@ def fetch_warehouse_stocks(
 
     if method == "v1":
         return v1()
+    previous = staging.previous_manifest("warehouse_stocks")
+    expected = previous.rows if previous is not None and previous.method == V2_STOCK_ON_WAREHOUSES else None
     try:
         return _stage(
             staging,
             "warehouse_stocks",
             V2_STOCK_ON_WAREHOUSES,
             client,
-            lambda: client.iter_stock_on_warehouses(limit=limit),
+            lambda: client.iter_stock_on_warehouses(limit=limit, expected_rows=expected),
         )
     except OzonMethodUnavailable as exc:
         if method != "auto":

@@ -120,6 +120,18 @@ class StagingArea:
         except (ValueError, TypeError) as exc:
             raise StagingError(f"unreadable manifest {target}: {exc}") from exc
 
+    def previous_manifest(self, source: str, lookback: int = 10) -> Manifest | None:
+        """The source's manifest from the account's latest earlier run (a size hint for paging)."""
+        account_dir = self.base.parent
+        if not account_dir.exists():
+            return None
+        earlier = sorted((p.name for p in account_dir.iterdir() if p.name < self.base.name), reverse=True)
+        for run_key in earlier[:lookback]:
+            manifest = StagingArea(self.root_url, self.account, run_key).manifest(source)
+            if manifest is not None:
+                return manifest
+        return None
+
     def pages(self, manifest: Manifest) -> Iterator[tuple[str, bytes]]:
         """The staged raw answers in order, checked against the manifest's checksum."""
         digest = hashlib.sha256()
