@@ -30,7 +30,7 @@ import pytest  # noqa: E402
 from ozon_inventory.simulator import SimulatorConfig, default_simulator, serve  # noqa: E402
 
 CLIENT_ID = "100200"
-API_KEY = "sim-key-Zq93-never-log-me"
+API_KEY = "fake-key-never-logged"  # a simulator key, not a secret
 
 
 @pytest.fixture(autouse=True)
