@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 
 class RateBudget:
-    """A token bucket (``rate`` per ``per`` seconds, bursts of at most ``burst``) with pauses."""
+    """A token bucket (``rate`` per ``per`` seconds, bursts of at most ``burst``, 1 by default) with pauses."""
 
     def __init__(
         self,
@@ -27,7 +27,9 @@ class RateBudget:
         if rate <= 0 or per <= 0:
             raise ValueError("a rate budget needs a positive rate and period")
         self.rate = rate / per
-        self.capacity = burst if burst is not None else max(1.0, min(rate, self.rate * 0.2))
+        # No bursts by default: with a bucket of c tokens, c + rate requests could fall in one second,
+        # and Ozon's window may be a plain per-second count.
+        self.capacity = burst if burst is not None else 1.0
         self._tokens = self.capacity
         self._clock, self._sleep = clock, sleep
         self._stamp = clock()
