@@ -95,6 +95,7 @@ def _run(pg, url: str) -> int:
                FROM ozon_sync_run WHERE account = 'ozon_default' ORDER BY loaded_at DESC LIMIT 1"""
         ).fetchone()
         answers = {name: conn.execute(sql).fetchall() for name, sql in OLD_QUERIES.items()}
+        kinds = dict(conn.execute("SELECT kind, count(*) FROM ozon_warehouse GROUP BY kind").fetchall())
     print()
     print(f"DAG run {dag_run.run_id}: {dag_run.state} in {duration:.1f} s")
     if str(dag_run.state) != "success":
@@ -124,7 +125,7 @@ def _run(pg, url: str) -> int:
         )
     print(
         f"products {products}, stock rows by type {stock_rows}, warehouse rows {wh_rows}, "
-        f"warehouses {warehouses}, rejects {rejects}, cross-source mismatches {mismatches}"
+        f"warehouses {warehouses} ({kinds.get('ozon', 0)} Ozon, {kinds.get('seller', 0)} seller), rejects {rejects}, cross-source mismatches {mismatches}"
     )
     print(f"history rows opened {opened}, closed {closed}")
     print("durations (s):", ", ".join(f"{k} {v:.2f}" for k, v in durations.items()))
