@@ -55,12 +55,7 @@ MODEL_TABLES = {
 def run_stage(args: argparse.Namespace) -> dict:
     """Run one stage as its task would; return its figures (printed as JSON by the child)."""
     from ozon_inventory.client import OzonClient
-    from ozon_inventory.fetch import (
-        fbo_skus_from_staging,
-        fetch_stocks,
-        fetch_warehouse_stocks,
-        fetch_warehouses,
-    )
+    from ozon_inventory.fetch import fetch_stocks, fetch_warehouse_stocks, fetch_warehouses
     from ozon_inventory.staging import StagingArea
 
     staging = StagingArea(args.staging, "bench", args.run_key)
@@ -71,9 +66,7 @@ def run_stage(args: argparse.Namespace) -> dict:
         if args.stage == "fetch_stocks":
             manifest = fetch_stocks(client, staging)
         elif args.stage == "fetch_warehouse_stocks":
-            manifest = fetch_warehouse_stocks(
-                client, staging, args.method, skus=lambda: fbo_skus_from_staging(staging) or []
-            )
+            manifest = fetch_warehouse_stocks(client, staging, args.method)
         else:
             manifest = fetch_warehouses(client, staging)
         figures = {"rows": manifest.rows, "pages": manifest.pages, "requests": manifest.requests}

@@ -313,7 +313,7 @@ class OzonClient:
         while True:
             self._check_page_cap(method, number)
             body = {"cursor": cursor, "filter": filter or {"visibility": "ALL"}, "limit": limit}
-            raw, data, rows = self.post(method, body, _v4_rows)
+            raw, data, rows = self.post(method, body, _items_rows)
             number += 1
             items = data.get("items") or []
             for item in items:
@@ -483,7 +483,8 @@ def _list_field(container: Any, key: str) -> list[Any]:
     return value
 
 
-def _v4_rows(data: dict[str, Any]) -> int:
+def _items_rows(data: dict[str, Any]) -> int:
+    """Rows of an answer listing ``items`` (v4 stocks, v1 analytics stocks)."""
     return len(_list_field(data, "items"))
 
 
@@ -492,10 +493,6 @@ def _analytics_rows(data: dict[str, Any]) -> int:
     rows = _list_field(result, "rows")
     result["rows"] = rows
     return len(rows)
-
-
-def _items_rows(data: dict[str, Any]) -> int:
-    return len(_list_field(data, "items"))
 
 
 def _result_rows(data: dict[str, Any]) -> int:

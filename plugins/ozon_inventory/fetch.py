@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from ozon_inventory.client import (
@@ -94,17 +94,19 @@ def fetch_warehouse_stocks(
     staging: StagingArea,
     method: str = "auto",
     limit: int = 1000,
-    skus: Callable[[], Iterable[int]] | None = None,
 ) -> Manifest:
-    """FBO stock per Ozon warehouse; ``method`` is ``auto`` (v2, then v1 if v2 is off), ``v2`` or ``v1``."""
+    """FBO stock per Ozon warehouse; ``method`` is ``auto`` (v2, then v1 if v2 is off), ``v2`` or ``v1``.
+
+    ``/v1/analytics/stocks`` needs SKUs: they come from this run's staged v4 answers when
+    ``fetch_stocks`` already staged them, else from a v4 pass of our own.
+    """
     if method not in WAREHOUSE_STOCK_METHODS:
         raise ConfigError(
             f"warehouse_stock_method must be one of {sorted(WAREHOUSE_STOCK_METHODS)}, not {method!r}"
         )
-    sku_source = skus or (lambda: fbo_skus_from_ozon(client))
 
     def v1(fallback_from: str | None = None) -> Manifest:
-        wanted = list(sku_source())
+        wanted = fbo_skus_from_staging(staging) or list(fbo_skus_from_ozon(client))
         return _stage(
             staging,
             "warehouse_stocks",

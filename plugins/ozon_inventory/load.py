@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -36,8 +37,6 @@ _COPY_CHUNK = 1 << 20
 
 
 def sql_dir() -> Path:
-    import os
-
     return Path(os.environ.get("OZON_INVENTORY_SQL_DIR", _SQL_DIR))
 
 

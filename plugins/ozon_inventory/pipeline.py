@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from ozon_inventory.client import OzonClient
-from ozon_inventory.fetch import fbo_skus_from_staging, fetch_stocks, fetch_warehouse_stocks, fetch_warehouses
+from ozon_inventory.fetch import fetch_stocks, fetch_warehouse_stocks, fetch_warehouses
 from ozon_inventory.load import ensure_schema, load_run, previous_counts
 from ozon_inventory.merge import merge_run
 from ozon_inventory.staging import StagingArea
@@ -38,14 +38,7 @@ def sync_account(
             timings[name] = round(time.monotonic() - started, 3)
 
     timed("fetch_stocks", fetch_stocks, client, staging)
-    timed(
-        "fetch_warehouse_stocks",
-        fetch_warehouse_stocks,
-        client,
-        staging,
-        warehouse_stock_method,
-        skus=lambda: fbo_skus_from_staging(staging) or [],
-    )
+    timed("fetch_warehouse_stocks", fetch_warehouse_stocks, client, staging, warehouse_stock_method)
     timed("fetch_warehouses", fetch_warehouses, client, staging, warehouse_list_method)
     ensure_schema(conn)
     report = timed(

@@ -99,16 +99,13 @@ def fetch_warehouse_stocks(account: str) -> dict[str, Any]:
     """FBO stock per Ozon warehouse: `/v2/analytics/stock_on_warehouses` or its successor `/v1/analytics/stocks`."""
     from ozon_inventory import fetch
 
-    def call(client, staging, settings):
-        staged = fetch.fbo_skus_from_staging  # this run's v4 answers, when already staged
-        return fetch.fetch_warehouse_stocks(
-            client,
-            staging,
-            settings.warehouse_stock_method,
-            skus=lambda: staged(staging) or list(fetch.fbo_skus_from_ozon(client)),
-        )
-
-    return _fetch(account, "warehouse_stocks", call)
+    return _fetch(
+        account,
+        "warehouse_stocks",
+        lambda client, staging, settings: fetch.fetch_warehouse_stocks(
+            client, staging, settings.warehouse_stock_method
+        ),
+    )
 
 
 @task(**_FETCH)
