@@ -29,7 +29,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "plugins"))
+sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 
 CLIENT_ID, API_KEY = "100200", "sim-api-key"
 STAGES = ("fetch_stocks", "fetch_warehouse_stocks", "fetch_warehouses", "validate", "merge", "load")
@@ -161,14 +161,14 @@ def _post(url: str, payload: object) -> dict:
 
 
 def _start_simulator(products: int, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
-    from ozon_inventory.localpg import free_port
+    from scripts.localpg import free_port
 
     port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "ozon_inventory.simulator",
+            "ozon_simulator",
             "--port",
             str(port),
             "--products",
@@ -344,7 +344,7 @@ def main() -> int:
         print(json.dumps(run_stage(args)))
         return 0
 
-    from ozon_inventory.localpg import LocalPostgres
+    from scripts.localpg import LocalPostgres
 
     folder = Path(tempfile.mkdtemp(prefix="ozon-bench-pg-"))
     os.chmod(folder, 0o755)

@@ -29,7 +29,7 @@ os.environ.setdefault("PYTHONWARNINGS", "ignore")
 import warnings  # noqa: E402
 
 warnings.simplefilter("ignore")
-for path in (ROOT / "plugins", ROOT / "dags"):
+for path in (ROOT / "plugins", ROOT / "dags", ROOT):
     sys.path.insert(0, str(path))
 
 OLD_QUERIES = {
@@ -46,17 +46,16 @@ def main() -> int:
     parser.add_argument("--warehouses", type=int, default=27)
     args = parser.parse_args()
 
-    from ozon_inventory.exceptions import ConfigError
-    from ozon_inventory.localpg import LocalPostgres
+    from scripts.localpg import LocalPostgres, PostgresUnavailable
 
     DEMO.mkdir(exist_ok=True)
     try:
         pg = LocalPostgres(ROOT / ".pgdata", port=int(os.environ.get("DEMO_PG_PORT", "0")) or None).start()
-    except ConfigError as exc:
+    except PostgresUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    from ozon_inventory.simulator import SimulatorConfig, default_simulator, serve
+    from ozon_simulator import SimulatorConfig, default_simulator, serve
 
     sim = default_simulator(args.products, args.warehouses, config=SimulatorConfig())
     running = serve(sim)

@@ -21,13 +21,13 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 os.environ["OZON_INVENTORY_RETRIES"] = "0"  # a failing task fails at once in tests
 os.environ["OZON_INVENTORY_SCHEDULE"] = "@hourly"
-for path in (ROOT / "plugins", ROOT / "dags"):
+for path in (ROOT / "plugins", ROOT / "dags", ROOT):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
 import pytest  # noqa: E402
 
-from ozon_inventory.simulator import SimulatorConfig, default_simulator, serve  # noqa: E402
+from ozon_simulator import SimulatorConfig, default_simulator, serve  # noqa: E402
 
 CLIENT_ID = "100200"
 API_KEY = "fake-key-never-logged"  # a simulator key, not a secret
@@ -68,7 +68,7 @@ def pg_server():
     """
     import shutil
 
-    from ozon_inventory.localpg import LocalPostgres
+    from scripts.localpg import LocalPostgres
 
     folder = Path(tempfile.mkdtemp(prefix="ozon-inventory-pg-"))
     os.chmod(folder, 0o755)

@@ -8,8 +8,8 @@ import pytest
 
 from ozon_inventory.client import OzonClient
 from ozon_inventory.exceptions import ShrinkGuardError, StagingError
-from ozon_inventory.pipeline import sync_account
-from ozon_inventory.simulator import Fault
+from tests.pipeline import sync_account
+from ozon_simulator import Fault
 from ozon_inventory.staging import StagingArea
 from tests.conftest import API_KEY, CLIENT_ID
 

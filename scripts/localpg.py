@@ -1,4 +1,8 @@
-"""A throwaway PostgreSQL server from the machine's own binaries, for the demo and the tests.
+"""A throwaway PostgreSQL server from the machine's own binaries, for the demo, the benchmark and the tests.
+
+Why not pytest-postgresql's process fixture: it calls ``pg_ctl`` as the current user, and
+``pg_ctl``/``initdb`` refuse to run as root, which is how CI and these machines run the tests
+(dbfixtures/pytest-postgresql#455, #341: no option to run the server as another user).
 
 ``initdb`` refuses to run as root, so when we are root the cluster belongs to the ``postgres``
 system user and the server commands run as that user (``runuser``). The data folder holds the
@@ -15,7 +19,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from ozon_inventory.exceptions import ConfigError
+
+
+class PostgresUnavailable(RuntimeError):
+    """PostgreSQL cannot be started here (missing binaries, a port in use, a failed initdb)."""
+
 
 INSTALL_HINT = (
     "PostgreSQL server binaries (initdb, pg_ctl) were not found. Install them, e.g. "
@@ -44,7 +52,7 @@ def find_bindir() -> Path:
         path = Path(folder)
         if (path / "initdb").exists() and (path / "pg_ctl").exists():
             return path
-    raise ConfigError(INSTALL_HINT)
+    raise PostgresUnavailable(INSTALL_HINT)
 
 
 def free_port() -> int:
@@ -97,7 +105,7 @@ class LocalPostgres:
             "--no-instructions",
         )
         if done.returncode != 0:
-            raise ConfigError(
+            raise PostgresUnavailable(
                 f"initdb failed for {self.datadir}: {done.stderr.strip() or done.stdout.strip()}"
             )
 
@@ -132,7 +140,7 @@ class LocalPostgres:
                 if (self.datadir / "server.log").exists()
                 else ""
             )
-            raise ConfigError(f"PostgreSQL did not start on port {self.port}: {done.stderr.strip()}\n{log}")
+            raise PostgresUnavailable(f"PostgreSQL did not start on port {self.port}: {done.stderr.strip()}\n{log}")
         self._wait()
         return self
 
@@ -143,7 +151,7 @@ class LocalPostgres:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return
             time.sleep(0.1)
-        raise ConfigError(f"PostgreSQL on port {self.port} did not accept connections in {timeout:g} s")
+        raise PostgresUnavailable(f"PostgreSQL on port {self.port} did not accept connections in {timeout:g} s")
 
     def stop(self) -> None:
         if self.initialised() and self.running():

@@ -23,7 +23,7 @@ from ozon_inventory.exceptions import (
     OzonSnapshotChanged,
     OzonTransientError,
 )
-from ozon_inventory.simulator import Fault, SimulatorConfig, default_simulator, serve
+from ozon_simulator import Fault, SimulatorConfig, default_simulator, serve
 from tests.conftest import API_KEY, CLIENT_ID
 
 

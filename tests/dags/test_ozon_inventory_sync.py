@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DAGS = Path(__file__).resolve().parents[1] / "dags"
+DAGS = Path(__file__).resolve().parents[2] / "dags"
 
 
 def test_dag_bag_has_no_import_errors():

@@ -1,4 +1,4 @@
-"""Run the Ozon simulator: ``PYTHONPATH=plugins python -m ozon_inventory.simulator --port 8800``.
+"""Run the Ozon simulator: ``PYTHONPATH=plugins python -m ozon_simulator --port 8800``.
 
 With no sizes it serves the old system's dataset (175 products, 27 warehouses, 511 rows).
 """
@@ -10,11 +10,11 @@ import signal
 import sys
 import threading
 
-from ozon_inventory.simulator.server import SimulatorConfig, default_simulator, serve
+from ozon_simulator.server import SimulatorConfig, default_simulator, serve
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ozon_inventory.simulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m ozon_simulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8800)
     parser.add_argument("--products", type=int, default=175)

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ozon_inventory.simulator.catalogue import Catalogue, build_catalogue
+from ozon_simulator.catalogue import Catalogue, build_catalogue
 
 V4_STOCKS = "/v4/product/info/stocks"
 V2_STOCK_ON_WAREHOUSES = "/v2/analytics/stock_on_warehouses"

@@ -7,7 +7,7 @@ import json
 import pytest
 import requests
 
-from ozon_inventory.simulator import Fault, SimulatorConfig, build_catalogue, default_simulator, serve
+from ozon_simulator import Fault, SimulatorConfig, build_catalogue, default_simulator, serve
 from tests.conftest import API_KEY, CLIENT_ID
 
 V4 = "/v4/product/info/stocks"

@@ -8,7 +8,7 @@ import pendulum
 import psycopg
 import pytest
 
-from ozon_inventory.simulator import Account, Fault, build_catalogue
+from ozon_simulator import Account, Fault, build_catalogue
 from tests.conftest import API_KEY, CLIENT_ID
 
 OLD_QUERY_OZON = """SELECT warehouse_name, stock_type, COUNT(*) FROM inventory_data WHERE source = 'Ozon'

@@ -1,7 +1,7 @@
 """The project's offline Ozon Seller API simulator (see ``server`` and ``catalogue``)."""
 
-from ozon_inventory.simulator.catalogue import Catalogue, build_catalogue
-from ozon_inventory.simulator.server import (
+from ozon_simulator.catalogue import Catalogue, build_catalogue
+from ozon_simulator.server import (
     Account,
     Fault,
     OzonSimulator,
