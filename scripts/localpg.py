@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 
-
 class PostgresUnavailable(RuntimeError):
     """PostgreSQL cannot be started here (missing binaries, a port in use, a failed initdb)."""
 
@@ -140,7 +139,9 @@ class LocalPostgres:
                 if (self.datadir / "server.log").exists()
                 else ""
             )
-            raise PostgresUnavailable(f"PostgreSQL did not start on port {self.port}: {done.stderr.strip()}\n{log}")
+            raise PostgresUnavailable(
+                f"PostgreSQL did not start on port {self.port}: {done.stderr.strip()}\n{log}"
+            )
         self._wait()
         return self
 
@@ -151,7 +152,9 @@ class LocalPostgres:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return
             time.sleep(0.1)
-        raise PostgresUnavailable(f"PostgreSQL on port {self.port} did not accept connections in {timeout:g} s")
+        raise PostgresUnavailable(
+            f"PostgreSQL on port {self.port} did not accept connections in {timeout:g} s"
+        )
 
     def stop(self) -> None:
         if self.initialised() and self.running():

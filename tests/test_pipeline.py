@@ -8,10 +8,10 @@ import pytest
 
 from ozon_inventory.client import OzonClient
 from ozon_inventory.exceptions import ShrinkGuardError, StagingError
-from tests.pipeline import sync_account
-from ozon_simulator import Fault
 from ozon_inventory.staging import StagingArea
+from ozon_simulator import Fault
 from tests.conftest import API_KEY, CLIENT_ID
+from tests.pipeline import sync_account
 
 OLD_QUERY_OZON = """SELECT warehouse_name, stock_type, COUNT(*) FROM inventory_data WHERE source = 'Ozon'
 GROUP BY warehouse_name, stock_type ORDER BY 2"""

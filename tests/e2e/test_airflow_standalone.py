@@ -19,8 +19,8 @@ import psycopg
 import pytest
 import requests
 
-from scripts.localpg import free_port
 from ozon_simulator import Fault, SimulatorConfig, default_simulator, serve
+from scripts.localpg import free_port
 
 pytestmark = pytest.mark.e2e
 
