@@ -9,7 +9,9 @@ body-less ``/v1/warehouse/list``).
 Control endpoints under ``/__sim/`` (no auth) let a test or an operator change the simulator while
 it runs: ``POST /__sim/faults`` (a list of faults), ``DELETE /__sim/faults``, ``POST /__sim/catalogue``
 (``{"action": "change", "fraction": 0.01}`` / ``{"action": "remove", "count": 5}``),
-``GET /__sim/stats``.
+``GET /__sim/stats``, ``POST /__sim/stats/reset``, and the request log:
+``GET /__sim/requests?client_id=X`` (every request to an Ozon method: time, client_id, method,
+status) and ``GET /__sim/citizenship?client_id=X`` (how well a client kept to the rate limits).
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import base64
 import json
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from ozon_simulator.catalogue import Catalogue, build_catalogue
 
@@ -31,6 +34,9 @@ V1_ANALYTICS_STOCKS = "/v1/analytics/stocks"
 V1_WAREHOUSE_LIST = "/v1/warehouse/list"
 V2_WAREHOUSE_LIST = "/v2/warehouse/list"
 METHODS = (V4_STOCKS, V2_STOCK_ON_WAREHOUSES, V1_ANALYTICS_STOCKS, V1_WAREHOUSE_LIST, V2_WAREHOUSE_LIST)
+
+#: How many requests the request log keeps (oldest dropped first), so a long run stays bounded.
+REQUEST_LOG_CAP = 2_000_000
 
 #: Per-method limits stricter than the per-Client-Id default: (requests, per seconds).
 METHOD_LIMITS: dict[str, tuple[int, float]] = {V1_WAREHOUSE_LIST: (1, 60.0)}
@@ -198,11 +204,16 @@ class OzonSimulator:
         self.lock = threading.Lock()
         self._buckets: dict[tuple[str, str], _TokenBucket] = {}
         self.stats: dict[str, Any] = {}
+        # (time, client_id, method, status) per request; its own lock, so logging never waits
+        # for a handler that holds ``lock`` while it builds a large answer.
+        self._log: deque[tuple[float, str, str, int]] = deque(maxlen=REQUEST_LOG_CAP)
+        self._log_lock = threading.Lock()
         self.reset_stats()
 
     # -- state ---------------------------------------------------------------------------------
 
     def reset_stats(self) -> None:
+        """Forget the counters and the request log."""
         with self.lock:
             self.stats = {
                 "requests": defaultdict(int),
@@ -210,6 +221,52 @@ class OzonSimulator:
                 "first": None,
                 "last": None,
             }
+        with self._log_lock:
+            self._log.clear()
+
+    def record(self, when: float, client_id: str, method: str, status: int) -> None:
+        """Log one request to an Ozon method (``when`` is its arrival, ``time.time()``)."""
+        with self._log_lock:
+            self._log.append((when, client_id, method, status))
+
+    def request_log(self, client_id: str | None = None) -> list[dict[str, Any]]:
+        """The logged requests, oldest first, of one Client-Id or of all.
+
+        ``client_id`` is the account the request authenticated as, else the raw ``Client-Id``
+        header, else ``"-"``. ``time`` is when the request arrived (what Ozon's limiter counts).
+        """
+        with self._log_lock:
+            entries = list(self._log)
+        entries.sort(key=lambda e: e[0])  # threads log at answer time, so arrivals may interleave
+        return [
+            {"time": t, "client_id": cid, "method": method, "status": status}
+            for t, cid, method, status in entries
+            if client_id is None or cid == client_id
+        ]
+
+    def citizenship(self, client_id: str | None = None) -> dict[str, Any]:
+        """How a client treated the rate limits: requests, 429s, peak rate and per-method counts.
+
+        ``peak_requests_per_1s`` is the largest number of requests that arrived within any
+        sliding window shorter than one second (requests i..j with ``t_j - t_i < 1.0``), so a
+        client that stays within 50/s by Ozon's reading of it never shows more than 50.
+        """
+        log = self.request_log(client_id)
+        times = [e["time"] for e in log]
+        peak, start = 0, 0
+        for end, t in enumerate(times):
+            while t - times[start] >= 1.0:
+                start += 1
+            peak = max(peak, end - start + 1)
+        per_method: dict[str, int] = defaultdict(int)
+        for entry in log:
+            per_method[entry["method"]] += 1
+        return {
+            "requests": len(log),
+            "responses_429": sum(e["status"] == 429 for e in log),
+            "peak_requests_per_1s": peak,
+            "per_method": dict(per_method),
+        }
 
     def stats_snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -515,6 +572,9 @@ def _visible(product: Any, visibility: str) -> bool:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    _method: str | None = None  # the Ozon method being answered (None for control calls)
+    _arrived: float = 0.0  # time.time() when the request arrived
+    _client_id: str = "-"  # the account it authenticated as, else the raw Client-Id header
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Silence per-request logging: the client logs every request itself."""
@@ -542,6 +602,7 @@ class _Handler(BaseHTTPRequestHandler):
             now = time.time()
             stats["first"] = stats["first"] or now
             stats["last"] = now
+        sim.record(self._arrived, self._client_id, method, status)
         self._method = None
 
     def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
@@ -555,9 +616,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._method = None
         sim = self.server.sim
-        if self.path == "/__sim/stats":
+        url = urlsplit(self.path)
+        client_id = parse_qs(url.query).get("client_id", [None])[0]
+        if url.path == "/__sim/stats":
             self._send_json(200, sim.stats_snapshot())
-        elif self.path == "/__sim/health":
+        elif url.path == "/__sim/requests":
+            self._send_json(200, sim.request_log(client_id))
+        elif url.path == "/__sim/citizenship":
+            self._send_json(200, sim.citizenship(client_id))
+        elif url.path == "/__sim/health":
             self._send_json(200, {"status": "ok"})
         else:
             self._send_json(404, {"code": 5, "message": "Not Found"})
@@ -571,6 +638,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"code": 5, "message": "Not Found"})
 
     def do_POST(self) -> None:
+        self._arrived = time.time()
         raw = self._read_body()
         self._method = None
         if self.path.startswith("/__sim/"):
@@ -578,11 +646,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         sim = self.server.sim
         method = self._method = self.path.split("?", 1)[0]
+        self._client_id = self.headers.get("Client-Id") or "-"
         headers: dict[str, str] = {}
         try:
             if method not in METHODS:
                 raise ApiError(404, 5, "Not Found")
             account = sim.authenticate(self.headers, method)
+            self._client_id = account.client_id
             headers["Ratelimit-Remaining"] = str(sim._rate_check(account.client_id, method))
             fault = sim._take_fault(method)
             if sim.config.latency:
