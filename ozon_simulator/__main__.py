@@ -24,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-id", default="100200")
     parser.add_argument("--api-key", default="sim-api-key")
     parser.add_argument("--rate-limit", type=float, default=50.0, help="requests/s per Client-Id")
+    parser.add_argument(
+        "--rate-window",
+        choices=("bucket", "fixed"),
+        default="bucket",
+        help="how the per-Client-Id limit counts: token bucket, or fixed calendar seconds",
+    )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each answer")
     parser.add_argument("--last-page", choices=("empty", "opaque"), default="empty")
     parser.add_argument("--total-fields", choices=("both", "total_items", "total"), default="both")
@@ -31,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = SimulatorConfig(
         rate_limit=args.rate_limit,
+        rate_window=args.rate_window,
         latency=args.latency,
         last_page=args.last_page,
         total_fields=args.total_fields,

@@ -9,6 +9,7 @@ body-less ``/v1/warehouse/list``).
 Control endpoints under ``/__sim/`` (no auth) let a test or an operator change the simulator while
 it runs: ``POST /__sim/faults`` (a list of faults), ``DELETE /__sim/faults``, ``POST /__sim/catalogue``
 (``{"action": "change", "fraction": 0.01}`` / ``{"action": "remove", "count": 5}``),
+``POST /__sim/config`` (any ``SimulatorConfig`` field, e.g. ``{"rate_window": "fixed"}``),
 ``GET /__sim/stats``, ``POST /__sim/stats/reset``, and the request log:
 ``GET /__sim/requests?client_id=X`` (every request to an Ozon method: time, client_id, method,
 status) and ``GET /__sim/citizenship?client_id=X`` (how well a client kept to the rate limits).
@@ -128,14 +129,33 @@ class Account:
     methods: frozenset[str] | None = None  # methods its key has a role for; None = all
 
 
+#: How the per-Client-Id limit counts: a token bucket, or a fixed calendar-second window.
+RATE_WINDOWS = ("bucket", "fixed")
+
+
 @dataclass
 class SimulatorConfig:
+    """Settings a test can change while the simulator runs (``POST /__sim/config``)."""
+
     rate_limit: float = 50.0  # requests per second per Client-Id, across methods
+    # Ozon does not document how it counts "50 per second", so the simulator plays both readings
+    # and a client must pass both: "bucket" refills continuously (a burst of ``rate_limit``, then
+    # ``rate_limit`` per second); "fixed" allows at most ``rate_limit`` requests in each calendar
+    # second ``floor(time.time())``, so 50 at 0.99 s and 50 at 1.01 s is fine but 51 in one is not.
+    rate_window: str = "bucket"
     latency: float = 0.0  # seconds added to every answer
     last_page: str = "empty"  # "empty": cursor "" on the last page; "opaque": a cursor to an empty page
     total_fields: str = "both"  # "both", "total_items" (after the switch-off of total) or "total"
     v1_warehouse_list_requires_limit: bool = True
     max_analytics_limit: int = 1000  # UNCONFIRMED upstream; the simulator enforces this one
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Refuse values the simulator cannot play (also after ``POST /__sim/config``)."""
+        if self.rate_window not in RATE_WINDOWS:
+            raise ValueError(f"rate_window must be one of {', '.join(RATE_WINDOWS)}, not {self.rate_window}")
 
 
 class _TokenBucket:
@@ -154,6 +174,16 @@ class _TokenBucket:
             self.tokens -= 1
             return True, int(self.tokens), 0.0
         return False, 0, (1 - self.tokens) / self.rate
+
+
+def _rate_limited(retry_after: int) -> ApiError:
+    """Ozon's 429: code 8, ``Retry-After`` in whole seconds, nothing left of the budget."""
+    return ApiError(
+        429,
+        8,
+        "You have reached request rate limit per second",
+        {"Retry-After": str(retry_after), "Ratelimit-Remaining": "0"},
+    )
 
 
 def _encode_cursor(offset: int, version: int) -> str:
@@ -203,6 +233,7 @@ class OzonSimulator:
         self.faults: list[Fault] = []
         self.lock = threading.Lock()
         self._buckets: dict[tuple[str, str], _TokenBucket] = {}
+        self._windows: dict[str, tuple[int, int]] = {}  # client_id -> (calendar second, requests in it)
         self.stats: dict[str, Any] = {}
         # (time, client_id, method, status) per request; its own lock, so logging never waits
         # for a handler that holds ``lock`` while it builds a large answer.
@@ -301,27 +332,52 @@ class OzonSimulator:
                 return Fault(**asdict(fault))
         return None
 
-    def _rate_check(self, client_id: str, method: str) -> int:
-        """Apply the per-Client-Id and per-method buckets; return Ratelimit-Remaining."""
+    def configure(self, settings: dict[str, Any]) -> SimulatorConfig:
+        """Change settings while running; a new rate limit or window applies from the next request."""
         with self.lock:
-            buckets = [(client_id, "*", self.config.rate_limit, 1.0)]
+            before = (self.config.rate_limit, self.config.rate_window)
+            updated = SimulatorConfig(**(asdict(self.config) | settings))  # checks every value
+            for key, value in asdict(updated).items():
+                setattr(self.config, key, value)  # same object: holders of sim.config see it
+            if (self.config.rate_limit, self.config.rate_window) != before:
+                self._buckets.clear()
+                self._windows.clear()
+            return self.config
+
+    def _rate_check(self, client_id: str, method: str) -> int:
+        """Apply the per-Client-Id limit and the per-method buckets; return Ratelimit-Remaining."""
+        with self.lock:
+            if self.config.rate_window == "fixed":
+                remaining = self._fixed_window_take(client_id)
+            else:
+                remaining = self._bucket_take(client_id, "*", self.config.rate_limit, 1.0)
             if method in METHOD_LIMITS:
-                buckets.append((client_id, method, *METHOD_LIMITS[method]))
-            remaining = None
-            for cid, key, rate, per in buckets:
-                bucket = self._buckets.get((cid, key))
-                if bucket is None:
-                    bucket = self._buckets[(cid, key)] = _TokenBucket(rate, per)
-                ok, left, wait = bucket.take()
-                if not ok:
-                    raise ApiError(
-                        429,
-                        8,
-                        "You have reached request rate limit per second",
-                        {"Retry-After": str(max(1, int(wait + 0.999))), "Ratelimit-Remaining": "0"},
-                    )
-                remaining = left if remaining is None else min(remaining, left)
-            return remaining or 0
+                remaining = min(remaining, self._bucket_take(client_id, method, *METHOD_LIMITS[method]))
+            return remaining
+
+    def _bucket_take(self, client_id: str, key: str, rate: float, per: float) -> int:
+        bucket = self._buckets.get((client_id, key))
+        if bucket is None:
+            bucket = self._buckets[(client_id, key)] = _TokenBucket(rate, per)
+        ok, left, wait = bucket.take()
+        if not ok:
+            raise _rate_limited(max(1, int(wait + 0.999)))
+        return left
+
+    def _fixed_window_take(self, client_id: str) -> int:
+        """Count the request in its calendar second; past ``int(rate_limit)`` in it is a 429.
+
+        ``Retry-After`` is 1: the next second starts within one.
+        """
+        second = int(time.time() // 1)
+        start, used = self._windows.get(client_id, (second, 0))
+        if start != second:
+            used = 0
+        limit = int(self.config.rate_limit)
+        if used >= limit:
+            raise _rate_limited(1)
+        self._windows[client_id] = (second, used + 1)
+        return limit - used - 1
 
     # -- dispatch ------------------------------------------------------------------------------
 
@@ -728,11 +784,10 @@ class _Handler(BaseHTTPRequestHandler):
             elif self.path == "/__sim/catalogue":
                 self._send_json(200, self._change_catalogue(payload))
             elif self.path == "/__sim/config":
-                for key, value in payload.items():
-                    if not hasattr(sim.config, key):
-                        raise ValueError(f"unknown setting {key!r}")
-                    setattr(sim.config, key, value)
-                self._send_json(200, asdict(sim.config))
+                unknown = set(payload) - set(asdict(sim.config))
+                if unknown:
+                    raise ValueError(f"unknown setting: {', '.join(sorted(unknown))}")
+                self._send_json(200, asdict(sim.configure(payload)))
             elif self.path == "/__sim/stats/reset":
                 sim.reset_stats()
                 self._send_json(200, {})
