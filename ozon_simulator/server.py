@@ -23,6 +23,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -34,7 +35,13 @@ V2_STOCK_ON_WAREHOUSES = "/v2/analytics/stock_on_warehouses"
 V1_ANALYTICS_STOCKS = "/v1/analytics/stocks"
 V1_WAREHOUSE_LIST = "/v1/warehouse/list"
 V2_WAREHOUSE_LIST = "/v2/warehouse/list"
-METHODS = (V4_STOCKS, V2_STOCK_ON_WAREHOUSES, V1_ANALYTICS_STOCKS, V1_WAREHOUSE_LIST, V2_WAREHOUSE_LIST)
+V1_ROLES = "/v1/roles"
+#: The stock and warehouse methods a key can be given roles for.
+STOCK_METHODS = (V4_STOCKS, V2_STOCK_ON_WAREHOUSES, V1_ANALYTICS_STOCKS, V1_WAREHOUSE_LIST, V2_WAREHOUSE_LIST)
+METHODS = (*STOCK_METHODS, V1_ROLES)
+
+#: New API keys live 3 months (API.md §0); a simulated key has 80 days left unless a test says otherwise.
+DEFAULT_KEY_LIFETIME = timedelta(days=80)
 
 #: How many requests the request log keeps (oldest dropped first), so a long run stays bounded.
 REQUEST_LOG_CAP = 2_000_000
@@ -119,14 +126,29 @@ class Fault:
             raise ValueError(f"unknown fault kind {self.kind!r}; known: {sorted(FAULT_KINDS)}")
 
 
+def _key_expiry() -> datetime:
+    return datetime.now(UTC) + DEFAULT_KEY_LIFETIME
+
+
 @dataclass
 class Account:
-    """A seller account the simulator knows: its key, its roles and its catalogue."""
+    """A seller account the simulator knows: its key, its roles and its catalogue.
+
+    ``oauth_token`` lets a request authenticate with ``Authorization: Bearer <token>`` instead of
+    ``Client-Id`` + ``Api-Key`` (Ozon's applications do so); it is counted and rate-limited as
+    this account's ``client_id``. ``key_expires_at`` is when the Api-Key stops working (None:
+    never); ``/v1/roles`` reports it, so a client can warn before the key dies.
+    """
 
     client_id: str
     api_key: str
     catalogue: Catalogue
     methods: frozenset[str] | None = None  # methods its key has a role for; None = all
+    oauth_token: str | None = None
+    key_expires_at: datetime | None = field(default_factory=_key_expiry)
+
+    def key_expired(self, now: datetime | None = None) -> bool:
+        return self.key_expires_at is not None and self.key_expires_at <= (now or datetime.now(UTC))
 
 
 #: How the per-Client-Id limit counts: a token bucket, or a fixed calendar-second window.
@@ -174,6 +196,22 @@ class _TokenBucket:
             self.tokens -= 1
             return True, int(self.tokens), 0.0
         return False, 0, (1 - self.tokens) / self.rate
+
+
+def _bearer(headers: Any) -> str | None:
+    """The token of ``Authorization: Bearer <token>`` ("" when empty), None without a Bearer header."""
+    scheme, _, token = (headers.get("Authorization") or "").strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+def uses_oauth(headers: Any) -> bool:
+    """Whether a request authenticates with an OAuth token rather than an Api-Key."""
+    return not headers.get("Api-Key") and _bearer(headers) is not None
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC with milliseconds and ``Z``, as in Ozon's examples (``2026-02-18T09:54:23.296Z``)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _rate_limited(retry_after: int) -> ApiError:
@@ -308,6 +346,51 @@ class OzonSimulator:
                 "last": self.stats["last"],
             }
 
+    def set_account(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """Change an account (``POST /__sim/account``), or add one when ``client_id`` is new.
+
+        Settings: ``key_expires_at`` (RFC 3339, or null for a key that never expires),
+        ``oauth_token``, ``methods`` (a list, or null for every role), ``api_key``. A new account
+        needs ``api_key`` and gets ``build_catalogue(products, warehouses, seed)``.
+        """
+        known = {
+            "client_id",
+            "api_key",
+            "key_expires_at",
+            "oauth_token",
+            "methods",
+            "products",
+            "warehouses",
+            "seed",
+        }
+        unknown = set(settings) - known
+        if unknown:
+            raise ValueError(f"unknown account setting: {', '.join(sorted(unknown))}")
+        client_id = str(settings.get("client_id") or "")
+        if not client_id.isdigit() or int(client_id) <= 0:
+            raise ValueError("client_id should be positive integer")
+        with self.lock:
+            account = self.accounts.get(client_id)
+            if account is None:
+                if not settings.get("api_key"):
+                    raise ValueError("a new account needs api_key")
+                catalogue = build_catalogue(
+                    int(settings.get("products", 175)),
+                    int(settings.get("warehouses", 27)),
+                    int(settings.get("seed", 42)),
+                )
+                account = self.accounts[client_id] = Account(client_id, str(settings["api_key"]), catalogue)
+            if settings.get("api_key"):
+                account.api_key = str(settings["api_key"])
+            if "key_expires_at" in settings:
+                account.key_expires_at = _parse_time(settings["key_expires_at"])
+            if "oauth_token" in settings:
+                account.oauth_token = settings["oauth_token"] or None
+            if "methods" in settings:
+                methods = settings["methods"]
+                account.methods = None if methods is None else frozenset(str(m) for m in methods)
+            return _describe(account)
+
     def set_faults(self, faults: list[Fault]) -> None:
         with self.lock:
             self.faults = list(faults)
@@ -382,7 +465,16 @@ class OzonSimulator:
     # -- dispatch ------------------------------------------------------------------------------
 
     def authenticate(self, headers: Any, method: str) -> Account:
+        """The account a request speaks for, or Ozon's auth error.
+
+        ``Client-Id`` + ``Api-Key`` when an Api-Key is sent; otherwise ``Authorization: Bearer``
+        (an OAuth token stands for the account alone, so a ``Client-Id`` beside it is ignored).
+        An expired key answers like a deactivated one, except on ``/v1/roles``, which still
+        answers so a client can tell its user when the key expired.
+        """
         client_id, api_key = headers.get("Client-Id"), headers.get("Api-Key")
+        if uses_oauth(headers):
+            return self._authenticate_oauth(_bearer(headers) or "", method)
         if not client_id or not api_key:
             raise ApiError(401, 16, "Client-Id and Api-Key headers are required")
         if not client_id.isdigit() or int(client_id) <= 0:
@@ -390,12 +482,34 @@ class OzonSimulator:
         account = self.accounts.get(client_id)
         if account is None or account.api_key != api_key:
             raise ApiError(404, 5, "Invalid Api-Key, please check the key and try again")
-        if account.methods is not None and method not in account.methods:
-            raise ApiError(403, 7, "Api-Key is missing a required role for a method")
+        if method != V1_ROLES and account.key_expired():
+            raise ApiError(403, 7, "Api-key is deactivated, use another one or generate a new one")
+        self._check_role(account, method)
         return account
 
-    def handle(self, method: str, body: dict[str, Any], account: Account) -> dict[str, Any]:
+    def _authenticate_oauth(self, token: str, method: str) -> Account:
+        """A Bearer token: the account whose ``oauth_token`` it is, else 401 code 16.
+
+        Ozon's wording for a bad token is not public (API.md); this message is the simulator's.
+        """
+        account = next((a for a in self.accounts.values() if token and a.oauth_token == token), None)
+        if account is None:
+            raise ApiError(401, 16, "Invalid OAuth token, please check the token and try again")
+        self._check_role(account, method)
+        return account
+
+    @staticmethod
+    def _check_role(account: Account, method: str) -> None:
+        """Every key may ask ``/v1/roles``; other methods need a role that lists them."""
+        if method != V1_ROLES and account.methods is not None and method not in account.methods:
+            raise ApiError(403, 7, "Api-Key is missing a required role for a method")
+
+    def handle(
+        self, method: str, body: dict[str, Any], account: Account, oauth: bool = False
+    ) -> dict[str, Any]:
         catalogue = account.catalogue
+        if method == V1_ROLES:
+            return self.roles(account, oauth)
         if method == V4_STOCKS:
             return self.v4_stocks(catalogue, body)
         if method == V2_STOCK_ON_WAREHOUSES:
@@ -409,6 +523,22 @@ class OzonSimulator:
         raise ApiError(404, 5, "Not Found")
 
     # -- methods -------------------------------------------------------------------------------
+
+    def roles(self, account: Account, oauth: bool = False) -> dict[str, Any]:
+        """``/v1/roles``: the key's roles with their methods, and when the key expires.
+
+        Shape of the EN-2026-04 schema (``expires_at`` date-time; RU-2025-08 has ``roles`` only).
+        A key with every role is "Admin", as in Ozon's example; a restricted key has one role
+        listing its methods. An OAuth token is not an Api-Key, so it gets no ``expires_at``.
+        """
+        if account.methods is None:
+            roles = [{"name": "Admin", "methods": list(STOCK_METHODS)}]
+        else:
+            roles = [{"name": "Custom", "methods": sorted(account.methods)}]
+        answer: dict[str, Any] = {"roles": roles}
+        if not oauth and account.key_expires_at is not None:
+            answer["expires_at"] = rfc3339(account.key_expires_at)
+        return answer
 
     def v4_stocks(self, catalogue: Catalogue, body: dict[str, Any]) -> dict[str, Any]:
         limit = _limit(body, 1000)
@@ -613,6 +743,29 @@ class OzonSimulator:
         }
 
 
+def _parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 time (``Z`` or an offset; UTC when neither) or None."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise ValueError(f"key_expires_at should be an RFC 3339 time, got: {value}") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _describe(account: Account) -> dict[str, Any]:
+    """An account as the control endpoint shows it: no Api-Key or token, only whether they are set."""
+    return {
+        "client_id": account.client_id,
+        "key_expires_at": rfc3339(account.key_expires_at) if account.key_expires_at else None,
+        "key_expired": account.key_expired(),
+        "oauth": account.oauth_token is not None,
+        "methods": None if account.methods is None else sorted(account.methods),
+        "products": len(account.catalogue.products),
+    }
+
+
 def _visible(product: Any, visibility: str) -> bool:
     if visibility == "ALL":
         return True
@@ -722,7 +875,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not isinstance(body, dict):
                 raise ApiError(400, 3, "invalid request body: expected an object")
             with sim.lock:
-                answer = sim.handle(method, body, account)
+                answer = sim.handle(method, body, account, uses_oauth(self.headers))
             if fault is not None and fault.kind == "repeat_cursor" and "cursor" in answer:
                 answer["cursor"] = body.get("cursor") or answer["cursor"]
             if fault is not None and fault.kind == "mutate":
@@ -788,6 +941,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if unknown:
                     raise ValueError(f"unknown setting: {', '.join(sorted(unknown))}")
                 self._send_json(200, asdict(sim.configure(payload)))
+            elif self.path == "/__sim/account":
+                self._send_json(200, sim.set_account(payload))
             elif self.path == "/__sim/stats/reset":
                 sim.reset_stats()
                 self._send_json(200, {})
