@@ -45,6 +45,9 @@ class Manifest:
     requests: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
     reused: bool = False
+    #: rows at the head of every page after the first that repeat the previous page's last rows
+    #: (offset paging overlaps pages to notice rows that moved); readers skip them
+    overlap: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

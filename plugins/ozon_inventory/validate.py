@@ -220,7 +220,7 @@ class _Writer:
 
 
 def _each_record(staging: StagingArea, manifest: Manifest, extract: Callable[[dict], list[Any]]):
-    for name, raw in staging.pages(manifest):
+    for number, (name, raw) in enumerate(staging.pages(manifest)):
         try:
             data = json.loads(raw)
             records = extract(data)
@@ -228,7 +228,8 @@ def _each_record(staging: StagingArea, manifest: Manifest, extract: Callable[[di
             raise StagingError(
                 f"staged answer {name} of {manifest.source} is not a valid answer: {exc}"
             ) from exc
-        yield from records
+        # pages after the first repeat the previous page's last rows (offset paging's overlap)
+        yield from records[manifest.overlap :] if number else records
 
 
 def _validate_stocks(staging, manifest, w: _Writer, fbo_expected: dict[int, int]) -> None:
