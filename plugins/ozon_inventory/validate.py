@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
-from ozon_inventory.client import V1_ANALYTICS_STOCKS, V1_WAREHOUSE_LIST
+from ozon_inventory.methods import V1_ANALYTICS_STOCKS, V1_WAREHOUSE_LIST
 from ozon_inventory.exceptions import ShrinkGuardError, StagingError
 from ozon_inventory.staging import SOURCES, Manifest, StagingArea
 
