@@ -21,6 +21,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, Param, task_group
 
+from ozon_inventory.methods import choices
 from ozon_inventory.tasks import (
     DAG_SETTINGS,
     accounts,
@@ -56,8 +57,18 @@ with DAG(
         "allow_shrink": Param(
             None, type=["null", "boolean"], description="load a snapshot the shrink guard stopped"
         ),
-        "warehouse_stock_method": Param(None, type=["null", "string"], enum=[None, "auto", "v2", "v1"]),
-        "warehouse_list_method": Param(None, type=["null", "string"], enum=[None, "auto", "v2", "v1"]),
+        "warehouse_stock_method": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, *choices("warehouse_stocks")],
+            description="warehouse-level stock method: auto (falls back to the successor) or a pinned one",
+        ),
+        "warehouse_list_method": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, *choices("warehouses")],
+            description="seller warehouse list method: auto (falls back) or a pinned one",
+        ),
         "retention_days": Param(
             None, type=["null", "number"], description="days to keep staged answers (30)"
         ),

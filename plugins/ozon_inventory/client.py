@@ -1,15 +1,23 @@
 """HTTP client for the Ozon Seller API stock and warehouse methods.
 
-Plain Python (requests), so it runs and is tested without Airflow; ``OzonHook`` builds it from an
-Airflow connection. Why it looks the way it does:
+Plain Python (requests + tenacity), so it runs and is tested without Airflow; ``OzonHook`` builds it
+from an Airflow connection and hands it the session factory of ``HttpHook``. Why it looks the way
+it does:
 
-- Every method here is a read, so repeating a POST is safe: 429, 5xx, timeouts, connection errors
-  and broken bodies are retried with exponential backoff and full jitter; 400/401/403/404 are not.
-- One requests session per thread is reused for every page (keep-alive), and one rate budget per
-  Client-Id is shared by every thread of the process.
-- Paging ends by the rules of the API notes (empty page, empty cursor, short page); a cursor Ozon
-  already gave is an error, and pages are capped, so a misbehaving server cannot loop us forever.
-- The Api-Key is only ever put in a request header: never in a log line, an exception or a repr.
+- Every method here is a read, so repeating a POST is safe. One retry layer (tenacity): 429, 5xx,
+  timeouts, connection errors and broken bodies are retried with exponential backoff and full
+  jitter, ``Retry-After`` honoured; 400/401/403/404 are not retried.
+- Ozon may restrict an account that sends many erroneous requests, so a circuit breaker per method
+  declares the method down after a few consecutive failures: no further request goes to it in this
+  run, pages in flight are cancelled, and the fetch moves to the successor where there is one.
+- Every request takes a slot from the rate budget of its Client-Id, shared by every process and
+  worker through PostgreSQL when the budget is given a database (``ratelimit.py``).
+- One requests session per thread is reused for every page (keep-alive).
+- One pager per paging kind (``methods.Paging``) reads the method's facts from ``methods.py``.
+  Paging ends by the API notes' rules; a cursor Ozon already gave is an error; pages are capped;
+  offset pages overlap by one row, so rows that moved while we paged are noticed, not skipped.
+- The Api-Key (or OAuth token) is only ever put in a request header by ``OzonAuth``: never in a
+  log line, an exception or a repr.
 """
 
 from __future__ import annotations
@@ -17,47 +25,73 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import requests
+from requests.auth import AuthBase
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from ozon_inventory.exceptions import (
+    ConfigError,
     OzonApiError,
     OzonAuthError,
+    OzonMethodDown,
     OzonMethodUnavailable,
     OzonPagingError,
     OzonSnapshotChanged,
     OzonTransientError,
 )
+from ozon_inventory.methods import OzonMethod, Paging, method_limits
 from ozon_inventory.ratelimit import RateBudget, budget_for
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "https://api-seller.ozon.ru"
-V4_STOCKS = "/v4/product/info/stocks"
-V2_STOCK_ON_WAREHOUSES = "/v2/analytics/stock_on_warehouses"
-V1_ANALYTICS_STOCKS = "/v1/analytics/stocks"
-V1_WAREHOUSE_LIST = "/v1/warehouse/list"
-V2_WAREHOUSE_LIST = "/v2/warehouse/list"
-
-#: Method-specific limits documented by Ozon: (requests, per seconds).
-METHOD_LIMITS: dict[str, tuple[float, float]] = {V1_WAREHOUSE_LIST: (1, 60.0)}
-#: Largest page each method accepts.
-PAGE_LIMITS = {
-    V4_STOCKS: 1000,
-    V2_STOCK_ON_WAREHOUSES: 1000,
-    V1_ANALYTICS_STOCKS: 100,
-    V1_WAREHOUSE_LIST: 200,
-    V2_WAREHOUSE_LIST: 200,
-}
 _RETRY_AFTER_CAP = 120.0
+
+
+def clean_secret(value: Any, what: str, where: str) -> str:
+    """A header value from a credential: surrounding whitespace dropped, inner control characters refused.
+
+    A key pasted with a trailing newline would otherwise make requests raise ``InvalidHeader`` with
+    the whole key in its message.
+    """
+    text = "" if value is None else str(value).strip()
+    if not text:
+        raise ConfigError(f"{where}: {what} is empty")
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ConfigError(f"{where}: {what} holds a control character (a line break?); paste it again")
+    return text
+
+
+class OzonAuth(AuthBase):
+    """Ozon's auth headers: ``Client-Id`` + ``Api-Key``, or ``Authorization: Bearer`` for an OAuth token."""
+
+    def __init__(self, client_id: str, api_key: str | None = None, token: str | None = None):
+        self.client_id, self._api_key, self._token = client_id, api_key, token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if self._token:
+            request.headers["Authorization"] = f"Bearer {self._token}"
+        else:
+            request.headers["Client-Id"] = self.client_id
+            request.headers["Api-Key"] = self._api_key or ""
+        return request
+
+    def __repr__(self) -> str:
+        return f"OzonAuth(client_id={self.client_id!r}, {'token' if self._token else 'api_key'}=***)"
 
 
 @dataclass
@@ -70,6 +104,7 @@ class Page:
     data: dict[str, Any]
     rows: int
     request: dict[str, Any]
+    date: str | None = None  # Ozon's ``Date`` header: the server's clock, not ours
 
 
 @dataclass
@@ -82,6 +117,7 @@ class MethodStats:
     rows: int = 0
     bytes: int = 0
     errors: int = 0
+    responses_429: int = 0
     latency_s: float = 0.0
     waited_s: float = 0.0
     first_at: float | None = None
@@ -103,155 +139,250 @@ class MethodStats:
         return out
 
 
-def _positive_int(value: Any) -> int | None:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number >= 0 else None
+class _Retryable(Exception):
+    """An attempt that failed in a way another attempt may not: 429, 5xx, timeout, broken body."""
+
+    def __init__(self, cause: str, status: int | None = None, retry_after: float = 0.0):
+        super().__init__(cause)
+        self.cause, self.status, self.retry_after = cause, status, retry_after
+
+
+class CircuitBreaker:
+    """Declares a method down after ``threshold`` consecutive failed attempts (429s do not count).
+
+    ``down`` survives the client: the fetch stores it with the run (staging), so a task retry does
+    not hammer again a method this run already found dead.
+    """
+
+    def __init__(self, threshold: int = 5, down: dict[str, dict[str, Any]] | None = None):
+        self.threshold = threshold
+        self.down: dict[str, dict[str, Any]] = dict(down or {})
+        self._failures: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.on_open: Callable[[str, dict[str, Any]], None] | None = None
+
+    def check(self, method: str) -> None:
+        info = self.down.get(method)
+        if info is not None:
+            raise OzonMethodDown(
+                method, info.get("status"), str(info.get("cause", "")), int(info.get("failures", 0))
+            )
+
+    def success(self, method: str) -> None:
+        with self._lock:
+            self._failures[method] = 0
+
+    def failure(self, method: str, status: int | None, cause: str) -> None:
+        with self._lock:
+            count = self._failures[method] = self._failures.get(method, 0) + 1
+            if count < self.threshold or method in self.down:
+                return
+            info = {"status": status, "cause": cause, "failures": count, "at": time.time()}
+            self.down[method] = info
+        log.error("Ozon %s declared down after %d consecutive failures; last: %s", method, count, cause)
+        if self.on_open is not None:
+            self.on_open(method, info)
+
+
+def _sessions(auth: AuthBase) -> Callable[[], requests.Session]:
+    """A plain session factory (outside Airflow; ``OzonHook`` passes ``HttpHook.get_conn`` instead)."""
+
+    def make() -> requests.Session:
+        session = requests.Session()
+        session.auth = auth
+        session.trust_env = False
+        return session
+
+    return make
 
 
 @dataclass
 class OzonClient:
-    """A client of one seller account (one Client-Id / Api-Key pair)."""
+    """A client of one seller account (one Client-Id with its Api-Key, or an OAuth token)."""
 
     base_url: str
     client_id: str
-    api_key: str = field(repr=False)
+    api_key: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
     rate_limit: float = 50.0
+    headroom: float = 0.95
     timeout: float = 30.0
     max_retries: int = 5
     backoff: float = 0.5
     backoff_max: float = 30.0
+    breaker_threshold: int = 5
     max_pages: int = 100_000
     workers: int = 4
+    budget_dsn: str | None = field(default=None, repr=False)
+    session_factory: Callable[[], requests.Session] | None = field(default=None, repr=False)
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     stats: dict[str, MethodStats] = field(default_factory=dict, repr=False)
+    breaker: CircuitBreaker = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.base_url = (self.base_url or DEFAULT_HOST).rstrip("/")
-        if not str(self.client_id).strip():
-            raise ValueError("Ozon Client-Id is empty: set it as the connection's login")
-        if not self.api_key:
-            raise ValueError("Ozon Api-Key is empty: set it as the connection's password")
+        self.client_id = clean_secret(self.client_id, "the Client-Id", "Ozon client")
+        if self.token:
+            self.token = clean_secret(self.token, "the OAuth token", f"Ozon account {self.client_id}")
+        else:
+            self.api_key = clean_secret(self.api_key, "the Api-Key", f"Ozon account {self.client_id}")
+        self.auth = OzonAuth(self.client_id, self.api_key, self.token)
+        self._factory = self.session_factory or _sessions(self.auth)
         self._local = threading.local()
         self._stats_lock = threading.Lock()
-        self._budget = budget_for(str(self.client_id), "*", self.rate_limit)
+        self.breaker = CircuitBreaker(self.breaker_threshold)
+        self.budget: RateBudget = budget_for(
+            self.client_id, self.rate_limit, self.headroom, method_limits(), self.budget_dsn
+        )
 
     # -- transport -----------------------------------------------------------------------------
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
+            session = self._factory()
+            session.auth = self.auth
             adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=self.workers)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
-            session.headers.update(
-                {
-                    "Client-Id": str(self.client_id),
-                    "Api-Key": self.api_key,
-                    "Content-Type": "application/json",
-                    "Accept": "application/json",
-                }
-            )
-            session.trust_env = False
+            session.headers.update({"Content-Type": "application/json", "Accept": "application/json"})
             self._local.session = session
         return session
-
-    def _method_budget(self, method: str) -> RateBudget | None:
-        if method not in METHOD_LIMITS:
-            return None
-        return budget_for(str(self.client_id), method, *METHOD_LIMITS[method])
 
     def _stat(self, method: str) -> MethodStats:
         with self._stats_lock:
             return self.stats.setdefault(method, MethodStats())
 
-    def post(
-        self,
-        method: str,
-        body: dict[str, Any],
-        check: Callable[[dict[str, Any]], int],
-    ) -> tuple[bytes, dict[str, Any], int]:
-        """POST ``body`` to ``method``; return (raw body, parsed body, rows).
+    def post(self, method: OzonMethod, body: dict[str, Any]) -> Page:
+        """POST ``body`` to ``method`` with retries; the answer as a ``Page`` (number 0).
 
-        ``check`` returns the number of rows of a good answer and raises ``ValueError`` for an answer
-        of the wrong shape, which is retried like a broken body.
+        An answer without the documented rows is retried like a broken body; 400/401/403/404 raise
+        at once; a method the breaker declared down raises ``OzonMethodDown`` without a request.
         """
         payload = json.dumps(body, ensure_ascii=False).encode()
-        url = self.base_url + method
-        stat = self._stat(method)
-        method_budget = self._method_budget(method)
-        cause = ""
-        for attempt in range(1, self.max_retries + 2):
-            waited = self._budget.acquire()
-            if method_budget is not None:
-                waited += method_budget.acquire()
-            started = time.monotonic()
-            status: int | str = "-"
-            rows: int | None = None
-            retry_after = 0.0
-            raw = b""
+        attempts = stop_after_attempt(self.max_retries + 1)
+        jitter = wait_random_exponential(multiplier=self.backoff, max=self.backoff_max)
+
+        def wait(state: RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            after = error.retry_after if isinstance(error, _Retryable) else 0.0
+            return max(after, jitter(state))
+
+        def before_sleep(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            delay = state.next_action.sleep if state.next_action else 0.0
+            log.warning(
+                "Ozon %s attempt %d failed (%s); retrying in %.2f s",
+                method.path,
+                state.attempt_number,
+                error,
+                delay,
+            )
+
+        retrying = Retrying(
+            stop=attempts,
+            wait=wait,
+            retry=retry_if_exception_type(_Retryable),
+            sleep=self.sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._attempt(method, payload, body, attempt.retry_state.attempt_number)
+        except _Retryable as exc:
+            raise OzonTransientError(method.path, self.max_retries + 1, exc.cause, exc.status) from None
+        raise AssertionError("unreachable")
+
+    def _attempt(self, method: OzonMethod, payload: bytes, body: dict[str, Any], attempt: int) -> Page:
+        """One request: wait for a budget slot, send, classify the answer."""
+        path = method.path
+        self.breaker.check(path)
+        waited = self.budget.acquire(path if method.rate_limit else None)
+        self.breaker.check(path)  # it may have opened while we waited
+        started = time.monotonic()
+        stat = self._stat(path)
+        try:
+            response = self._session().post(self.base_url + path, data=payload, timeout=self.timeout)
+            raw, status = response.content, response.status_code
+        except requests.Timeout:
+            self._failed(
+                stat, path, attempt, "-", started, waited, 0, None, f"timed out after {self.timeout:g} s"
+            )
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            cause = f"connection error ({type(exc).__name__}: body cut short or connection lost)"
+            self._failed(stat, path, attempt, "-", started, waited, 0, None, cause)
+        remaining = _non_negative(response.headers.get("Ratelimit-Remaining"))
+        if remaining is not None:
+            self.budget.observe_remaining(remaining)
+        if status == 200:
             try:
-                response = self._session().post(url, data=payload, timeout=self.timeout)
-                raw = response.content
-                status = response.status_code
-            except requests.Timeout:
-                cause = f"timed out after {self.timeout:g} s"
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-                cause = f"connection error ({type(exc).__name__}: body cut short or connection lost)"
-            latency = time.monotonic() - started
-            error: OzonApiError | None = None
-            if isinstance(status, int):
-                remaining = _positive_int(response.headers.get("Ratelimit-Remaining"))
-                if remaining is not None:
-                    self._budget.observe_remaining(remaining)
-                if status == 200:
-                    try:
-                        data = json.loads(raw)
-                        if not isinstance(data, dict):
-                            raise ValueError("not a JSON object")
-                        rows = check(data)
-                    except ValueError as exc:
-                        cause = f"HTTP 200 with a broken body ({len(raw)} bytes): {exc}"
-                    else:
-                        self._record(stat, attempt, status, latency, waited, rows, len(raw), method)
-                        return raw, data, rows
-                elif status == 429:
-                    retry_after = min(
-                        _RETRY_AFTER_CAP, float(_positive_int(response.headers.get("Retry-After")) or 1)
-                    )
-                    self._budget.pause(retry_after)
-                    cause = f"HTTP 429 rate limited ({_error_text(raw)}), Retry-After {retry_after:g} s"
-                elif status >= 500:
-                    cause = f"HTTP {status}: {_error_text(raw)}"
-                else:
-                    error = _classify(method, status, raw)
-            self._record(stat, attempt, status, latency, waited, rows, len(raw), method, failed=True)
-            if error is not None:
-                raise error
-            if attempt <= self.max_retries:
-                delay = random.uniform(0, min(self.backoff_max, self.backoff * 2 ** (attempt - 1)))
-                log.warning(
-                    "Ozon %s attempt %d failed (%s); retrying in %.2f s", method, attempt, cause, delay
-                )
-                self.sleep(max(delay, 0.0))
-        raise OzonTransientError(method, self.max_retries + 1, cause)
+                data = json.loads(raw)
+                if not isinstance(data, dict):
+                    raise ValueError("not a JSON object")
+                rows = len(method.rows(data))
+            except ValueError as exc:
+                cause = f"HTTP 200 with a broken body ({len(raw)} bytes): {exc}"
+                self._failed(stat, path, attempt, status, started, waited, len(raw), status, cause)
+            self.breaker.success(path)
+            self._record(stat, path, attempt, status, started, waited, rows, len(raw))
+            return Page(path, 0, raw, data, rows, body, response.headers.get("Date"))
+        if status == 429:
+            retry_after = min(
+                _RETRY_AFTER_CAP, float(_non_negative(response.headers.get("Retry-After")) or 1)
+            )
+            self.budget.pause(retry_after)
+            with self._stats_lock:
+                stat.responses_429 += 1
+            cause = f"HTTP 429 rate limited ({_error_text(raw)}), Retry-After {retry_after:g} s"
+            self._record(stat, path, attempt, status, started, waited, None, len(raw), failed=True)
+            raise _Retryable(cause, status, retry_after)
+        if status >= 500:
+            self._failed(
+                stat,
+                path,
+                attempt,
+                status,
+                started,
+                waited,
+                len(raw),
+                status,
+                f"HTTP {status}: {_error_text(raw)}",
+            )
+        self._record(stat, path, attempt, status, started, waited, None, len(raw), failed=True)
+        raise _classify(path, status, raw)
+
+    def _failed(
+        self,
+        stat: MethodStats,
+        path: str,
+        attempt: int,
+        shown: int | str,
+        started: float,
+        waited: float,
+        size: int,
+        status: int | None,
+        cause: str,
+    ) -> NoReturn:
+        """Record a failed attempt that another attempt may fix, tell the breaker, raise to retry."""
+        self._record(stat, path, attempt, shown, started, waited, None, size, failed=True)
+        self.breaker.failure(path, status, cause)
+        raise _Retryable(cause, status)
 
     def _record(
         self,
         stat: MethodStats,
+        method: str,
         attempt: int,
         status: int | str,
-        latency: float,
+        started: float,
         waited: float,
         rows: int | None,
         size: int,
-        method: str,
         failed: bool = False,
     ) -> None:
-        now = time.time()
+        now, latency = time.time(), time.monotonic() - started
         with self._stats_lock:
             stat.requests += 1
             stat.retries += attempt > 1
@@ -279,11 +410,12 @@ class OzonClient:
             out = {m: s.as_dict() for m, s in self.stats.items()}
         for method, figures in out.items():
             log.info(
-                "ENDPOINT_SUMMARY method=%s requests=%d retries=%d errors=%d pages=%d rows=%d rate=%.1f/s",
+                "ENDPOINT_SUMMARY method=%s requests=%d retries=%d errors=%d 429s=%d pages=%d rows=%d rate=%.1f/s",
                 method,
                 figures["requests"],
                 figures["retries"],
                 figures["errors"],
+                figures["responses_429"],
                 figures["pages"],
                 figures["rows"],
                 figures["rate_per_s"],
@@ -292,167 +424,206 @@ class OzonClient:
 
     # -- paging --------------------------------------------------------------------------------
 
-    def _check_page_cap(self, method: str, pages_so_far: int) -> None:
-        if pages_so_far >= self.max_pages:
-            raise OzonPagingError(f"Ozon {method}: more than {self.max_pages} pages; stopped paging")
+    def pages(
+        self,
+        method: OzonMethod,
+        limit: int | None = None,
+        *,
+        request: dict[str, Any] | None = None,
+        skus: Iterable[int] | None = None,
+        expected_rows: int | None = None,
+    ) -> Iterator[Page]:
+        """Every page of ``method``, numbered from 1, by the pager of its paging kind.
 
-    def iter_product_stocks(self, limit: int = 1000, filter: dict[str, Any] | None = None) -> Iterator[Page]:  # noqa: A002
-        """``/v4/product/info/stocks`` page by page (cursor paging).
-
-        Raises ``OzonSnapshotChanged`` after the last page when a product came twice or the count
-        differs from ``total_items`` (``total`` before it): the catalogue moved while we paged.
+        ``request`` replaces the method's fixed request fields (filters); ``skus`` feeds a SKU-batch
+        method; ``expected_rows`` (the last snapshot's size) bounds offset speculation.
         """
-        method = V4_STOCKS
-        limit = _check_limit(method, limit)
-        cursor = ""
-        given: set[str] = set()
-        seen: set[int] = set()
-        duplicates = 0
+        limit = method.check_limit(limit or method.page_limit)
+        fixed = dict(method.request or {}) if request is None else dict(request)
+        if method.paging is Paging.SKU_BATCHES:
+            if skus is None:
+                raise ValueError(f"{method.path} needs the SKUs to ask about")
+            yield from self._sku_batches(method, limit, fixed, skus)
+        elif method.paging is Paging.OFFSET:
+            yield from self._offset(method, limit, fixed, expected_rows)
+        else:
+            yield from self._cursor(method, limit, fixed)
+
+    @staticmethod
+    def overlap(method: OzonMethod) -> int:
+        """Rows each page after the first repeats from the previous one (offset paging with a row key)."""
+        return 1 if method.paging is Paging.OFFSET and method.row_key and method.page_limit > 1 else 0
+
+    def _check_page_cap(self, method: OzonMethod, pages_so_far: int) -> None:
+        if pages_so_far >= self.max_pages:
+            raise OzonPagingError(f"Ozon {method.path}: more than {self.max_pages} pages; stopped paging")
+
+    def _cursor(self, method: OzonMethod, limit: int, fixed: dict[str, Any]) -> Iterator[Page]:
+        """Cursor paging, with or without ``has_next``.
+
+        With a ``row_key`` and ``total_at`` (v4), raises ``OzonSnapshotChanged`` after the last page
+        when a row came twice or the count differs from the stated total: the data moved while we paged.
+        """
+        cursor, given = "", set()
+        keys = _KeyCheck(method)
         total: int | None = None
         number = 0
         while True:
             self._check_page_cap(method, number)
-            body = {"cursor": cursor, "filter": filter or {"visibility": "ALL"}, "limit": limit}
-            raw, data, rows = self.post(method, body, _items_rows)
+            body = {"cursor": cursor, "limit": limit, **fixed}
+            page = self.post(method, body)
             number += 1
-            items = data.get("items") or []
-            for item in items:
-                pid = _positive_int(item.get("product_id")) if isinstance(item, dict) else None
-                if pid is not None:
-                    duplicates += pid in seen
-                    seen.add(pid)
-            total = _positive_int(data.get("total_items", data.get("total"))) if number == 1 else total
-            yield Page(method, number, raw, data, rows, body)
-            next_cursor = data.get("cursor") or ""
-            if not items or not next_cursor or len(items) < limit:
+            page.number = number
+            rows = method.rows(page.data)
+            keys.add(rows)
+            if number == 1:
+                total = method.total(page.data)
+            yield page
+            next_cursor = page.data.get("cursor") or ""
+            if method.paging is Paging.CURSOR_HAS_NEXT:
+                more = page.data.get("has_next") in (True, "true") and bool(next_cursor) and bool(rows)
+            else:
+                more = bool(rows) and bool(next_cursor) and len(rows) >= limit
+            if not more:
                 break
-            cursor = _next_cursor(method, number, cursor, next_cursor, given)
-        if duplicates or (total is not None and total != len(seen)):
-            raise OzonSnapshotChanged(
-                f"Ozon {method}: the catalogue changed while paging "
-                f"({len(seen)} distinct products, {duplicates} repeated, total said {total})"
-            )
+            cursor = _next_cursor(method.path, number, cursor, next_cursor, given)
+        keys.raise_if_moved(total)
 
-    def iter_stock_on_warehouses(
-        self, limit: int = 1000, warehouse_type: str = "ALL", expected_rows: int | None = None
+    def _offset(
+        self, method: OzonMethod, limit: int, fixed: dict[str, Any], expected_rows: int | None
     ) -> Iterator[Page]:
-        """``/v2/analytics/stock_on_warehouses`` by offset, up to ``workers`` pages in flight.
+        """Offset paging; up to ``workers`` pages in flight when the method allows it.
 
-        The method has no total, so pages ahead are requested speculatively and the first short
-        page ends paging. ``expected_rows`` (the last snapshot's size) bounds the speculation: pages
-        past it go one at a time, so a stable catalogue costs no request past the end; without it, at
-        most ``workers - 1`` requests go past the end. Pages are yielded in order.
+        Pages overlap by one row (each starts at the previous page's last row): when rows are added
+        or removed before the offset while we page, the overlap row no longer matches and
+        ``OzonSnapshotChanged`` says so, instead of rows being silently skipped. The overlap row is
+        dropped from the later page, so pages hold each row once. With no total, pages ahead are
+        requested speculatively and the first short page ends paging; ``expected_rows`` bounds that.
         """
-        method = V2_STOCK_ON_WAREHOUSES
-        limit = _check_limit(method, limit)
-        full_pages = None if expected_rows is None else max(0, expected_rows) // limit
+        step = limit - self.overlap(method) if limit > 1 else limit
+        in_flight = self.workers if method.parallel else 1
+        full_pages = None if expected_rows is None else max(0, expected_rows - 1) // step
 
-        def fetch(offset: int) -> tuple[bytes, dict[str, Any], int, dict[str, Any]]:
-            body = {"limit": limit, "offset": offset, "warehouse_type": warehouse_type}
-            return (*self.post(method, body, _analytics_rows), body)
+        def fetch(offset: int) -> Page:
+            return self.post(method, {"limit": limit, "offset": offset, **fixed})
 
-        keys: set[int] = set()
-        duplicates = 0
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ozon-offset") as pool:
-            pending: dict[int, Future[Any]] = {}
+        keys = _KeyCheck(method)
+        previous_last: Any = None
+        with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="ozon-offset") as pool:
+            pending: dict[int, Future[Page]] = {}
             next_offset = 0
 
             def top_up() -> None:
                 nonlocal next_offset
-                while len(pending) < self.workers:
-                    if pending and full_pages is not None and next_offset // limit > full_pages:
+                while len(pending) < in_flight:
+                    if pending and full_pages is not None and next_offset // step > full_pages:
                         return  # past the expected end: one request at a time
                     pending[next_offset] = pool.submit(fetch, next_offset)
-                    next_offset += limit
+                    next_offset += step
 
             number = 0
             try:
                 top_up()
                 while pending:
                     offset = min(pending)
-                    raw, data, rows, body = pending.pop(offset).result()
+                    page = pending.pop(offset).result()
                     self._check_page_cap(method, number)
                     number += 1
-                    for row in data["result"]["rows"]:
-                        key = (
-                            hash((row.get("sku"), row.get("warehouse_name"))) if isinstance(row, dict) else 0
-                        )
-                        duplicates += key in keys
-                        keys.add(key)
-                    yield Page(method, number, raw, data, rows, body)
-                    if rows < limit:
+                    page.number = number
+                    rows = method.rows(page.data)
+                    short = len(rows) < limit
+                    if step < limit and offset > 0:
+                        first = _row_key(method, rows[0]) if rows else None
+                        if first != previous_last:
+                            raise OzonSnapshotChanged(
+                                f"Ozon {method.path}: rows moved while paging (the page at offset {offset} "
+                                "does not start where the previous one ended)"
+                            )
+                        del rows[0]  # the overlap row: already in the previous page
+                        page.rows = len(rows)
+                    if rows:
+                        previous_last = _row_key(method, rows[-1])
+                    keys.add(rows)
+                    yield page
+                    if short:
                         break  # the end: pages still in flight are past it
                     top_up()
             finally:
                 for future in pending.values():
                     future.cancel()
-        if duplicates:
-            raise OzonSnapshotChanged(
-                f"Ozon {method}: rows moved while paging ({duplicates} SKU × warehouse rows came twice)"
-            )
+        keys.raise_if_moved(None)
 
-    def iter_analytics_stocks(self, skus: Iterable[int], batch: int = 100) -> Iterator[Page]:
-        """``/v1/analytics/stocks`` for the given SKUs, in batches of at most 100, in parallel."""
-        method = V1_ANALYTICS_STOCKS
-        batch = _check_limit(method, batch)
+    def _sku_batches(
+        self, method: OzonMethod, batch: int, fixed: dict[str, Any], skus: Iterable[int]
+    ) -> Iterator[Page]:
+        """The given SKUs in batches of at most ``batch``, a bounded window of them in flight."""
         ordered = list(dict.fromkeys(int(s) for s in skus))
         batches = [ordered[i : i + batch] for i in range(0, len(ordered), batch)]
 
-        def fetch(part: list[int]) -> tuple[bytes, dict[str, Any], int, dict[str, Any]]:
-            body = {"skus": [str(s) for s in part]}
-            return (*self.post(method, body, _items_rows), body)
+        def fetch(part: list[int]) -> Page:
+            return self.post(method, {"skus": [str(s) for s in part], **fixed})
 
         # A window of batches in flight, not all of them: finished answers wait in memory until the
         # consumer takes them, so an unbounded queue would hold the whole catalogue.
-        window = 2 * self.workers
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ozon-skus") as pool:
-            pending: deque[Future[Any]] = deque()
+        window = 2 * self.workers if method.parallel else 1
+        with ThreadPoolExecutor(
+            max_workers=min(window, self.workers), thread_name_prefix="ozon-skus"
+        ) as pool:
+            pending: deque[Future[Page]] = deque()
             remaining = iter(batches)
             try:
                 for part in itertools.islice(remaining, window):
                     pending.append(pool.submit(fetch, part))
                 number = 0
                 while pending:
-                    raw, data, rows, body = pending.popleft().result()
+                    page = pending.popleft().result()
                     number += 1
-                    part = next(remaining, None)
-                    if part is not None:
-                        pending.append(pool.submit(fetch, part))
-                    yield Page(method, number, raw, data, rows, body)
+                    page.number = number
+                    part_next = next(remaining, None)
+                    if part_next is not None:
+                        pending.append(pool.submit(fetch, part_next))
+                    yield page
             finally:
                 for future in pending:
                     future.cancel()
 
-    def iter_warehouses_v1(self, limit: int = 200) -> Iterator[Page]:
-        """``/v1/warehouse/list`` by offset (1 request a minute: a second page waits)."""
-        method = V1_WAREHOUSE_LIST
-        limit = _check_limit(method, limit)
-        offset, number = 0, 0
-        while True:
-            self._check_page_cap(method, number)
-            body = {"limit": limit, "offset": offset}
-            raw, data, rows = self.post(method, body, _result_rows)
-            number += 1
-            yield Page(method, number, raw, data, rows, body)
-            if rows < limit:
-                break
-            offset += limit
 
-    def iter_warehouses_v2(self, limit: int = 200) -> Iterator[Page]:
-        """``/v2/warehouse/list`` by cursor until ``has_next`` is false."""
-        method = V2_WAREHOUSE_LIST
-        limit = _check_limit(method, limit)
-        cursor, given, number = "", set(), 0
-        while True:
-            self._check_page_cap(method, number)
-            body = {"cursor": cursor, "limit": limit}
-            raw, data, rows = self.post(method, body, _warehouses_rows)
-            number += 1
-            yield Page(method, number, raw, data, rows, body)
-            next_cursor = data.get("cursor") or ""
-            if data.get("has_next") not in (True, "true") or not next_cursor or not rows:
-                break
-            cursor = _next_cursor(method, number, cursor, next_cursor, given)
+class _KeyCheck:
+    """Counts rows seen twice across pages (by the method's ``row_key``): proof the data moved."""
+
+    def __init__(self, method: OzonMethod):
+        self.method = method
+        self.seen: set[int] = set()
+        self.repeated = 0
+
+    def add(self, rows: list[Any]) -> None:
+        if not self.method.row_key:
+            return
+        for row in rows:
+            key = hash(_row_key(self.method, row))
+            self.repeated += key in self.seen
+            self.seen.add(key)
+
+    def raise_if_moved(self, total: int | None) -> None:
+        if self.repeated or (total is not None and total != len(self.seen)):
+            raise OzonSnapshotChanged(
+                f"Ozon {self.method.path}: the data changed while paging ({len(self.seen)} distinct rows, "
+                f"{self.repeated} repeated, total said {total})"
+            )
+
+
+def _row_key(method: OzonMethod, row: Any) -> tuple[Any, ...] | None:
+    if not isinstance(row, dict):
+        return None
+    return tuple(str(row.get(k)) for k in method.row_key)
+
+
+def _non_negative(value: Any) -> int | None:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number >= 0 else None
 
 
 def _next_cursor(method: str, number: int, cursor: str, next_cursor: str, given: set[str]) -> str:
@@ -463,44 +634,6 @@ def _next_cursor(method: str, number: int, cursor: str, next_cursor: str, given:
         )
     given.add(next_cursor)
     return next_cursor
-
-
-def _check_limit(method: str, limit: int) -> int:
-    maximum = PAGE_LIMITS[method]
-    if not 1 <= int(limit) <= maximum:
-        raise ValueError(f"page limit for {method} must be 1..{maximum}, got {limit}")
-    return int(limit)
-
-
-def _list_field(container: Any, key: str) -> list[Any]:
-    if not isinstance(container, dict):
-        raise ValueError(f"expected an object holding {key!r}")
-    value = container.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ValueError(f"{key!r} is not an array")
-    return value
-
-
-def _items_rows(data: dict[str, Any]) -> int:
-    """Rows of an answer listing ``items`` (v4 stocks, v1 analytics stocks)."""
-    return len(_list_field(data, "items"))
-
-
-def _analytics_rows(data: dict[str, Any]) -> int:
-    result = data.get("result")
-    rows = _list_field(result, "rows")
-    result["rows"] = rows
-    return len(rows)
-
-
-def _result_rows(data: dict[str, Any]) -> int:
-    return len(_list_field(data, "result"))
-
-
-def _warehouses_rows(data: dict[str, Any]) -> int:
-    return len(_list_field(data, "warehouses"))
 
 
 def _error_text(raw: bytes) -> str:

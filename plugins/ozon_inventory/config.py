@@ -62,6 +62,13 @@ class RunSettings:
     warehouse_list_method: str
     retention_days: float
 
+    def method_choice(self, source: str) -> str:
+        """The method param of ``source`` (``auto`` or a pinned method, see ``methods.choices``)."""
+        return {
+            "warehouse_stocks": self.warehouse_stock_method,
+            "warehouses": self.warehouse_list_method,
+        }.get(source, "auto")
+
 
 DEFAULTS: dict[str, Any] = {
     "accounts": ["ozon_default"],

@@ -35,9 +35,26 @@ class OzonMethodUnavailable(OzonApiError):
 class OzonTransientError(OzonInventoryError):
     """Retries ran out on 429 / 5xx / timeouts / broken answers; a later try may succeed."""
 
-    def __init__(self, method: str, attempts: int, cause: str):
-        self.method, self.attempts, self.cause = method, attempts, cause
+    def __init__(self, method: str, attempts: int, cause: str, status: int | None = None):
+        self.method, self.attempts, self.cause, self.status = method, attempts, cause, status
         super().__init__(f"Ozon {method} failed after {attempts} attempts: {cause}")
+
+
+class OzonMethodDown(OzonInventoryError):
+    """The circuit breaker declared the method down in this run: no further request goes to it.
+
+    Permanent for the run: a task retry would only hammer a dead method again (Ozon may restrict an
+    account that sends many erroneous requests). The fetch moves to the successor where there is one.
+    """
+
+    permanent = True
+
+    def __init__(self, method: str, status: int | None, cause: str, failures: int):
+        self.method, self.status, self.cause, self.failures = method, status, cause, failures
+        super().__init__(
+            f"Ozon {method} is down for this run after {failures} consecutive failures "
+            f"(last status {status if status is not None else 'none'}: {cause}); no further request is sent to it"
+        )
 
 
 class OzonPagingError(OzonInventoryError):

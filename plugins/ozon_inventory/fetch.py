@@ -1,9 +1,10 @@
 """Fetch one source from Ozon into the staging area; return its manifest.
 
 Each fetch streams pages to files as they arrive (memory stays flat at any catalogue size), writes
-its manifest last, and follows Ozon's successors: warehouse-level stock from
-``/v2/analytics/stock_on_warehouses`` or ``/v1/analytics/stocks``, the warehouse list from v1 or v2,
-chosen by configuration and falling back to the successor when the old method is switched off.
+its manifest last, and follows the plan of ``methods.plan``: ``auto`` tries the source's methods in
+order and moves to the next when one is switched off or the circuit breaker declares it down; a
+pinned method does not fall back. Which methods exist and how they page is read from
+``methods.py``; nothing here is specific to one Ozon method.
 """
 
 from __future__ import annotations
@@ -11,37 +12,101 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
 
-from ozon_inventory.client import (
-    V1_ANALYTICS_STOCKS,
-    V1_WAREHOUSE_LIST,
-    V2_STOCK_ON_WAREHOUSES,
-    V2_WAREHOUSE_LIST,
-    V4_STOCKS,
-    OzonClient,
-    Page,
-)
-from ozon_inventory.exceptions import ConfigError, OzonMethodUnavailable, OzonSnapshotChanged
+from ozon_inventory.client import OzonClient, Page
+from ozon_inventory.exceptions import OzonMethodDown, OzonMethodUnavailable, OzonSnapshotChanged, StagingError
+from ozon_inventory.methods import V4_STOCKS, OzonMethod, Paging, method, plan
 from ozon_inventory.staging import Manifest, StagingArea
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_PASSES = 3
-WAREHOUSE_STOCK_METHODS = {
-    "auto": V2_STOCK_ON_WAREHOUSES,
-    "v2": V2_STOCK_ON_WAREHOUSES,
-    "v1": V1_ANALYTICS_STOCKS,
-}
-WAREHOUSE_LIST_METHODS = {"auto": V2_WAREHOUSE_LIST, "v2": V2_WAREHOUSE_LIST, "v1": V1_WAREHOUSE_LIST}
+_BREAKER = "breaker"
+
+
+def fetch_source(client: OzonClient, staging: StagingArea, source: str, choice: str = "auto") -> Manifest:
+    """Stage ``source`` with the first method of its plan that answers; the manifest names it.
+
+    Methods the breaker declared down earlier in this run (another try of the task, another task)
+    are skipped without a request.
+    """
+    methods = plan(source, choice)
+    _share_breaker(client, staging)
+    first = methods[0].path
+    for position, candidate in enumerate(methods):
+        last = position == len(methods) - 1
+        try:
+            client.breaker.check(candidate.path)
+            return _stage(
+                staging,
+                source,
+                candidate,
+                client,
+                _pager(client, staging, candidate),
+                _fallback(first, candidate),
+            )
+        except (OzonMethodUnavailable, OzonMethodDown) as exc:
+            if last:
+                raise
+            log.warning("%s; falling back to %s", exc, methods[position + 1].path)
+    raise AssertionError("unreachable: a plan has at least one method")
+
+
+def fetch_stocks(client: OzonClient, staging: StagingArea) -> Manifest:
+    """Stock by type (fbo/fbs/rfbs/fbp) of every product."""
+    return fetch_source(client, staging, "stocks")
+
+
+def fetch_warehouse_stocks(client: OzonClient, staging: StagingArea, choice: str = "auto") -> Manifest:
+    """FBO stock per Ozon warehouse."""
+    return fetch_source(client, staging, "warehouse_stocks", choice)
+
+
+def fetch_warehouses(client: OzonClient, staging: StagingArea, choice: str = "auto") -> Manifest:
+    """The seller's own FBS/rFBS warehouses."""
+    return fetch_source(client, staging, "warehouses", choice)
+
+
+def _fallback(first: str, candidate: OzonMethod) -> str | None:
+    return None if candidate.path == first else first
+
+
+def _pager(client: OzonClient, staging: StagingArea, m: OzonMethod) -> Callable[[], Iterator[Page]]:
+    """The pages of one pass of ``m``, with what its paging kind needs from earlier answers."""
+    if m.paging is Paging.SKU_BATCHES:
+        # The SKUs to ask about: this run's staged v4 answers when fetch_stocks staged them, else a
+        # v4 pass of our own.
+        def batches() -> Iterator[Page]:
+            wanted = fbo_skus_from_staging(staging) or list(fbo_skus_from_ozon(client))
+            return client.pages(m, skus=wanted)
+
+        return batches
+    if m.paging is Paging.OFFSET:
+        previous = _previous_manifest(staging, m.source)
+        expected = previous.rows if previous is not None and previous.method == m.path else None
+        return lambda: client.pages(m, expected_rows=expected)
+    return lambda: client.pages(m)
+
+
+def _previous_manifest(staging: StagingArea, source: str) -> Manifest | None:
+    """The last run's manifest, only a size hint: unreadable means no hint, never a failed fetch."""
+    try:
+        return staging.previous_manifest(source)
+    except StagingError as exc:
+        log.warning("no size hint from the previous run of %s: %s", source, exc)
+        return None
 
 
 def _stage(
     staging: StagingArea,
     source: str,
-    method: str,
+    m: OzonMethod,
     client: OzonClient,
     pages: Callable[[], Iterator[Page]],
     fallback_from: str | None = None,
@@ -50,12 +115,14 @@ def _stage(
     started = time.monotonic()
     for attempt in range(1, SNAPSHOT_PASSES + 1):
         folder = staging.begin(source)
-        as_of = datetime.now(UTC).isoformat()
         digest = hashlib.sha256()
-        manifest = Manifest(staging.account, staging.run_key, source, method, as_of, str(folder))
+        manifest = Manifest(staging.account, staging.run_key, source, m.path, "", str(folder))
         manifest.fallback_from = fallback_from
+        manifest.overlap = client.overlap(m)
         try:
             for page in pages():
+                if not manifest.as_of:
+                    manifest.as_of = as_of(page)
                 name, size = staging.write_page(source, page.number, page.raw)
                 digest.update(page.raw)
                 manifest.files.append(name)
@@ -67,95 +134,66 @@ def _stage(
                 raise
             log.warning("%s; fetching %s again (pass %d of %d)", exc, source, attempt + 1, SNAPSHOT_PASSES)
             continue
+        manifest.as_of = manifest.as_of or datetime.now(UTC).isoformat()
         manifest.sha256 = digest.hexdigest()
         manifest.requests = client.summary()
         manifest.duration_s = round(time.monotonic() - started, 3)
         staging.write_manifest(manifest)
         log.info(
-            "staged %s: method=%s pages=%d rows=%d bytes=%d in %s",
+            "staged %s: method=%s pages=%d rows=%d bytes=%d as of %s in %s",
             source,
-            method,
+            m.path,
             manifest.pages,
             manifest.rows,
             manifest.bytes,
+            manifest.as_of,
             folder,
         )
         return manifest
     raise AssertionError("unreachable")
 
 
-def fetch_stocks(client: OzonClient, staging: StagingArea, limit: int = 1000) -> Manifest:
-    """Stock by type (fbo/fbs/rfbs/fbp) of every product, from ``/v4/product/info/stocks``."""
-    return _stage(staging, "stocks", V4_STOCKS, client, lambda: client.iter_product_stocks(limit=limit))
+def as_of(page: Page) -> str:
+    """When the data was read: Ozon's ``Date`` header (its clock), else this worker's clock.
 
-
-def fetch_warehouse_stocks(
-    client: OzonClient,
-    staging: StagingArea,
-    method: str = "auto",
-    limit: int = 1000,
-) -> Manifest:
-    """FBO stock per Ozon warehouse; ``method`` is ``auto`` (v2, then v1 if v2 is off), ``v2`` or ``v1``.
-
-    ``/v1/analytics/stocks`` needs SKUs: they come from this run's staged v4 answers when
-    ``fetch_stocks`` already staged them, else from a v4 pass of our own.
+    A worker whose clock runs ahead would otherwise stamp a snapshot in the future, and every later,
+    correct snapshot would look older than it.
     """
-    if method not in WAREHOUSE_STOCK_METHODS:
-        raise ConfigError(
-            f"warehouse_stock_method must be one of {sorted(WAREHOUSE_STOCK_METHODS)}, not {method!r}"
-        )
-
-    def v1(fallback_from: str | None = None) -> Manifest:
-        wanted = fbo_skus_from_staging(staging) or list(fbo_skus_from_ozon(client))
-        return _stage(
-            staging,
-            "warehouse_stocks",
-            V1_ANALYTICS_STOCKS,
-            client,
-            lambda: client.iter_analytics_stocks(wanted),
-            fallback_from,
-        )
-
-    if method == "v1":
-        return v1()
-    previous = staging.previous_manifest("warehouse_stocks")
-    expected = previous.rows if previous is not None and previous.method == V2_STOCK_ON_WAREHOUSES else None
-    try:
-        return _stage(
-            staging,
-            "warehouse_stocks",
-            V2_STOCK_ON_WAREHOUSES,
-            client,
-            lambda: client.iter_stock_on_warehouses(limit=limit, expected_rows=expected),
-        )
-    except OzonMethodUnavailable as exc:
-        if method != "auto":
-            raise
-        log.warning("%s; falling back to its successor %s", exc, V1_ANALYTICS_STOCKS)
-        return v1(fallback_from=V2_STOCK_ON_WAREHOUSES)
+    if page.date:
+        try:
+            return parsedate_to_datetime(page.date).astimezone(UTC).isoformat()
+        except (TypeError, ValueError):
+            log.warning(
+                "unreadable Date header %r from %s; using this worker's clock", page.date, page.method
+            )
+    return datetime.now(UTC).isoformat()
 
 
-def fetch_warehouses(client: OzonClient, staging: StagingArea, method: str = "auto") -> Manifest:
-    """The seller's own FBS/rFBS warehouses; ``auto`` uses v2 and falls back to v1 if v2 is off."""
-    if method not in WAREHOUSE_LIST_METHODS:
-        raise ConfigError(
-            f"warehouse_list_method must be one of {sorted(WAREHOUSE_LIST_METHODS)}, not {method!r}"
-        )
-    first = WAREHOUSE_LIST_METHODS[method]
-    pages = {V2_WAREHOUSE_LIST: client.iter_warehouses_v2, V1_WAREHOUSE_LIST: client.iter_warehouses_v1}
-    try:
-        return _stage(staging, "warehouses", first, client, pages[first])
-    except OzonMethodUnavailable as exc:
-        if method != "auto":
-            raise
-        other = V1_WAREHOUSE_LIST
-        log.warning("%s; falling back to %s", exc, other)
-        return _stage(staging, "warehouses", other, client, pages[other], fallback_from=first)
+def _share_breaker(client: OzonClient, staging: StagingArea) -> None:
+    """Load the methods this run already declared down, and record new ones with the run."""
+    folder = staging.dir(_BREAKER)
+    if folder.exists():
+        for entry in folder.iterdir():
+            try:
+                info = json.loads(entry.read_text())
+                client.breaker.down.setdefault(info["method"], info)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("ignoring unreadable breaker state %s: %s", entry, exc)
+
+    def record(path: str, info: dict[str, Any]) -> None:
+        try:
+            staging.write_json(
+                _BREAKER, re.sub(r"\W+", "_", path).strip("_") + ".json", {"method": path, **info}
+            )
+        except OSError as exc:
+            log.warning("could not record that %s is down: %s", path, exc)
+
+    client.breaker.on_open = record
 
 
 def fbo_skus_from_ozon(client: OzonClient) -> Iterator[int]:
-    """FBO SKUs from a v4 pass of our own (``/v1/analytics/stocks`` needs SKUs to ask about)."""
-    for page in client.iter_product_stocks():
+    """FBO SKUs from a v4 pass of our own (a SKU-batch method needs SKUs to ask about)."""
+    for page in client.pages(method(V4_STOCKS)):
         yield from _fbo_skus(page.data)
 
 
@@ -170,8 +208,8 @@ def fbo_skus_from_staging(staging: StagingArea) -> list[int] | None:
     return skus
 
 
-def _fbo_skus(data: dict) -> Iterator[int]:
-    for item in data.get("items") or []:
+def _fbo_skus(data: dict[str, Any]) -> Iterator[int]:
+    for item in method(V4_STOCKS).rows(data):
         for stock in (item.get("stocks") or []) if isinstance(item, dict) else []:
             if isinstance(stock, dict) and stock.get("type") == "fbo":
                 try:

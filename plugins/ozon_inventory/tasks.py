@@ -8,6 +8,7 @@ Tasks pass only small manifests and summaries through XCom; the data stays in st
 from __future__ import annotations
 
 import logging
+import re
 import time
 from datetime import timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from ozon_inventory.config import DagSettings, run_settings
 from ozon_inventory.exceptions import (
     ConfigError,
     OzonApiError,
+    OzonMethodDown,
     OzonPagingError,
     ShrinkGuardError,
     StagingError,
@@ -32,7 +34,14 @@ DAG_SETTINGS = DagSettings.from_env()
 PERMANENT = ExceptionRetryPolicy(
     rules=[
         RetryRule(
-            exception=[OzonApiError, OzonPagingError, ConfigError, StagingError, ShrinkGuardError],
+            exception=[
+                OzonApiError,
+                OzonMethodDown,
+                OzonPagingError,
+                ConfigError,
+                StagingError,
+                ShrinkGuardError,
+            ],
             action=RetryAction.FAIL,
             reason="permanent error: a retry would fail the same way",
         )
@@ -67,7 +76,11 @@ def _is_backfill(context: dict[str, Any]) -> bool:
     return str(getattr(context["dag_run"], "run_type", "")).lower().endswith("backfill")
 
 
-def _fetch(account: str, source: str, call: Any) -> dict[str, Any]:
+def _fetch(account: str, source: str) -> dict[str, Any]:
+    """Stage one source of one account (a backfill reuses the archived answers instead)."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    from ozon_inventory.fetch import fetch_source
     from ozon_inventory.hooks.ozon import OzonHook
 
     context, settings, staging = _context(account)
@@ -81,45 +94,29 @@ def _fetch(account: str, source: str, call: Any) -> dict[str, Any]:
         archived.reused = True
         log.info("backfill: reprocessing the archived %s answers of %s", source, staging.run_key)
         return archived.as_dict()
-    client = OzonHook(account).get_conn()
-    manifest = call(client, staging, settings)
-    return manifest.as_dict()
+    # The rate budget of the Client-Id lives in the target PostgreSQL, which every worker reaches.
+    uri = PostgresHook(postgres_conn_id=settings.postgres_conn_id).get_uri()
+    budget_dsn = re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", uri)  # SQLAlchemy's form → libpq's
+    client = OzonHook(account, budget_dsn=budget_dsn).get_client()
+    return fetch_source(client, staging, source, settings.method_choice(source)).as_dict()
 
 
 @task(**_FETCH)
 def fetch_stocks(account: str) -> dict[str, Any]:
     """Stock by type (fbo/fbs/rfbs/fbp) from `/v4/product/info/stocks`, raw pages to staging."""
-    from ozon_inventory import fetch
-
-    return _fetch(account, "stocks", lambda client, staging, _: fetch.fetch_stocks(client, staging))
+    return _fetch(account, "stocks")
 
 
 @task(**_FETCH)
 def fetch_warehouse_stocks(account: str) -> dict[str, Any]:
     """FBO stock per Ozon warehouse: `/v2/analytics/stock_on_warehouses` or its successor `/v1/analytics/stocks`."""
-    from ozon_inventory import fetch
-
-    return _fetch(
-        account,
-        "warehouse_stocks",
-        lambda client, staging, settings: fetch.fetch_warehouse_stocks(
-            client, staging, settings.warehouse_stock_method
-        ),
-    )
+    return _fetch(account, "warehouse_stocks")
 
 
 @task(**_FETCH)
 def fetch_warehouses(account: str) -> dict[str, Any]:
     """The seller's own FBS/rFBS warehouses: `/v2/warehouse/list`, or `/v1/warehouse/list`."""
-    from ozon_inventory import fetch
-
-    return _fetch(
-        account,
-        "warehouses",
-        lambda client, staging, settings: fetch.fetch_warehouses(
-            client, staging, settings.warehouse_list_method
-        ),
-    )
+    return _fetch(account, "warehouses")
 
 
 def _postgres(conn_id: str) -> Any:

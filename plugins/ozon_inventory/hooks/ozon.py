@@ -1,87 +1,158 @@
-"""Airflow hook for the Ozon Seller API.
+"""Airflow hook for the Ozon Seller API, built on providers-http's ``HttpHook``.
 
-The connection holds one seller account: Client-Id as ``login``, Api-Key as ``password`` (Airflow
-masks it in logs), host defaulting to ``https://api-seller.ozon.ru``. Optional ``extra`` keys tune
-the client: ``rate_limit`` (requests/s for this Client-Id, default 50), ``timeout`` (s),
-``max_retries``, ``backoff`` (s), ``workers`` (parallel requests where a method allows it),
-``max_pages``, ``warehouse_stock_method`` (``auto``/``v2``/``v1``) and ``warehouse_list_method``
-(``auto``/``v2``/``v1``).
+The connection (type ``http``) holds one seller account: **login = Client-Id**, **password =
+Api-Key** (Airflow masks it in logs), host defaulting to ``https://api-seller.ozon.ru``. For Ozon's
+OAuth, leave login empty and put the access token in the password with extra ``"auth": "oauth"``
+(the token is sent as ``Authorization: Bearer``); give extra ``client_id`` to name the account the
+token belongs to, so its rate budget is shared with the account's Api-Key users.
+
+What comes from ``HttpHook``: the session (host, proxies, TLS verification, certificates, extra
+headers) from ``get_conn``; one session per client thread, reused for every page. What goes around
+it, and why: ``HttpHook.run`` builds a new session per call and turns a 429 into a bare
+``AirflowException`` with the response (and its ``Retry-After``) gone, so the client sends with the
+session itself and classifies responses on its own. Extras that tune the client (``rate_limit``,
+``workers``, …) are not request options, and ``HttpHook`` would send any such key as an HTTP header:
+they are taken out of the session's headers here.
 """
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseHook
+import requests
+from airflow.providers.http.hooks.http import HttpHook
 
-from ozon_inventory.client import DEFAULT_HOST, OzonClient
+from ozon_inventory.client import DEFAULT_HOST, OzonAuth, OzonClient, clean_secret
 from ozon_inventory.exceptions import ConfigError
+from ozon_inventory.methods import V4_STOCKS, method
 
-_CLIENT_OPTIONS = {
+#: Connection extras that tune the client (never HTTP headers).
+CLIENT_OPTIONS: dict[str, type] = {
     "rate_limit": float,
+    "headroom": float,
     "timeout": float,
     "max_retries": int,
     "backoff": float,
+    "breaker_threshold": int,
     "workers": int,
     "max_pages": int,
 }
+_NOT_HEADERS = {*CLIENT_OPTIONS, "auth", "client_id", "budget_conn_id"}
 
 
-class OzonHook(BaseHook):
+class OzonHook(HttpHook):
     """Builds an ``OzonClient`` for one seller account from an Airflow connection."""
 
     conn_name_attr = "ozon_conn_id"
     default_conn_name = "ozon_default"
     conn_type = "http"
     hook_name = "Ozon Seller API"
+    default_host = DEFAULT_HOST
 
-    def __init__(self, ozon_conn_id: str = default_conn_name, **overrides: Any) -> None:
-        super().__init__()
+    def __init__(
+        self, ozon_conn_id: str = default_conn_name, budget_dsn: str | None = None, **overrides: Any
+    ):
+        super().__init__(method="POST", http_conn_id=ozon_conn_id)
         self.ozon_conn_id = ozon_conn_id
+        self.budget_dsn = budget_dsn
         self.overrides = overrides
         self._client: OzonClient | None = None
 
     def __repr__(self) -> str:
         return f"OzonHook(ozon_conn_id={self.ozon_conn_id!r})"
 
-    def settings(self) -> dict[str, Any]:
-        """The connection's extras with the constructor's overrides on top (no secrets)."""
-        conn = self.get_connection(self.ozon_conn_id)
-        extra = dict(conn.extra_dejson or {})
-        extra.update(self.overrides)
-        return extra
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form: Client-Id and Api-Key in place of login and password."""
+        return {
+            "hidden_fields": ["schema", "port"],
+            "relabeling": {"login": "Client-Id", "password": "Api-Key (or OAuth token)"},
+            "placeholders": {
+                "host": DEFAULT_HOST,
+                "login": "123456",
+                "extra": '{"rate_limit": 50, "workers": 4}',
+            },
+        }
 
-    def get_conn(self) -> OzonClient:
-        if self._client is not None:
-            return self._client
-        conn = self.get_connection(self.ozon_conn_id)
-        where = f"connection {self.ozon_conn_id!r}"
-        if not conn.login or not str(conn.login).strip().isdigit():
+    @cached_property
+    def connection(self) -> Any:
+        """The connection, read once per hook (``HttpHook`` would read it for every session)."""
+        return super().get_connection(self.ozon_conn_id)
+
+    def get_connection(self, conn_id: str) -> Any:  # type: ignore[override]
+        return self.connection if conn_id == self.ozon_conn_id else super().get_connection(conn_id)
+
+    def _extract_auth(self, connection: Any) -> Any:
+        return self._auth()
+
+    def _configure_session_from_extra(
+        self, session: requests.Session, connection: Any, extra_options: dict[str, Any]
+    ) -> requests.Session:
+        session = super()._configure_session_from_extra(session, connection, extra_options)
+        for key in _NOT_HEADERS:
+            session.headers.pop(key, None)
+        return session
+
+    def _set_base_url(self, connection: Any) -> None:
+        super()._set_base_url(connection)
+        if not connection.schema and connection.host and "://" not in connection.host:
+            self.base_url = "https://" + self.base_url.removeprefix("http://")  # Ozon is HTTPS only
+
+    def _where(self) -> str:
+        return f"connection {self.ozon_conn_id!r}"
+
+    def _extra(self) -> dict[str, Any]:
+        return dict(self.connection.extra_dejson or {})
+
+    def _auth(self) -> OzonAuth:
+        conn, where = self.connection, self._where()
+        if str(self._extra().get("auth", "")).lower() == "oauth":
+            token = clean_secret(conn.password, "the OAuth token (password)", where)
+            client_id = str(self._extra().get("client_id") or conn.login or "").strip()
+            if client_id and not client_id.isdigit():
+                raise ConfigError(f"{where}: extra client_id must be the seller's numeric Client-Id")
+            return OzonAuth(client_id or f"oauth-{self.ozon_conn_id}", token=token)
+        client_id = clean_secret(conn.login, "login (the seller's numeric Client-Id)", where)
+        if not client_id.isdigit():
             raise ConfigError(f"{where}: login must be the seller's numeric Client-Id")
-        if not conn.password:
-            raise ConfigError(f"{where}: password must hold the Api-Key")
-        host = conn.host or DEFAULT_HOST
-        if "://" not in host:
-            host = f"{conn.schema or 'https'}://{host}"
-        if conn.port:
-            host = f"{host}:{conn.port}"
+        return OzonAuth(client_id, clean_secret(conn.password, "password (the Api-Key)", where))
+
+    def options(self) -> dict[str, Any]:
+        """The client's tuning from the connection's extras, the constructor's overrides on top."""
+        extra, where = self._extra(), self._where()
         options: dict[str, Any] = {}
-        for key, kind in _CLIENT_OPTIONS.items():
-            value = self.overrides.get(key, (conn.extra_dejson or {}).get(key))
+        for key, kind in CLIENT_OPTIONS.items():
+            value = self.overrides.get(key, extra.get(key))
             if value is None:
                 continue
             try:
                 options[key] = kind(value)
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"{where}: extra {key!r} must be a number, got {value!r}") from exc
-        self._client = OzonClient(host, str(conn.login).strip(), conn.password, **options)
+        return options
+
+    def get_client(self) -> OzonClient:
+        """The account's ``OzonClient``; its sessions come from ``HttpHook.get_conn``."""
+        if self._client is not None:
+            return self._client
+        auth = self._auth()
+        self._set_base_url(self.connection)
+        self._client = OzonClient(
+            self.base_url.rstrip("/"),
+            auth.client_id,
+            api_key=auth._api_key,
+            token=auth._token,
+            budget_dsn=self.budget_dsn,
+            session_factory=self.get_conn,
+            **self.options(),
+        )
         return self._client
 
     def test_connection(self) -> tuple[bool, str]:
         """One small v4 request: proves the key, the role and the network path."""
         try:
-            client = self.get_conn()
-            next(client.iter_product_stocks(limit=1))
+            next(self.get_client().pages(method(V4_STOCKS), limit=1))
         except Exception as exc:  # noqa: BLE001 - the UI shows the message
             return False, str(exc)
-        return True, "Ozon answered /v4/product/info/stocks"
+        return True, f"Ozon answered {V4_STOCKS}"
