@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
-from ozon_inventory.methods import V1_ANALYTICS_STOCKS, V1_WAREHOUSE_LIST
 from ozon_inventory.exceptions import ShrinkGuardError, StagingError
+from ozon_inventory.methods import V1_ANALYTICS_STOCKS, V1_WAREHOUSE_LIST
 from ozon_inventory.staging import SOURCES, Manifest, StagingArea
 
 log = logging.getLogger(__name__)

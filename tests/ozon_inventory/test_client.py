@@ -8,14 +8,6 @@ import time
 import pytest
 
 from ozon_inventory.client import OzonClient
-from ozon_inventory.methods import (
-    METHODS,
-    V1_ANALYTICS_STOCKS,
-    V1_WAREHOUSE_LIST,
-    V2_STOCK_ON_WAREHOUSES,
-    V2_WAREHOUSE_LIST,
-    V4_STOCKS,
-)
 from ozon_inventory.exceptions import (
     OzonApiError,
     OzonAuthError,
@@ -24,6 +16,14 @@ from ozon_inventory.exceptions import (
     OzonPagingError,
     OzonSnapshotChanged,
     OzonTransientError,
+)
+from ozon_inventory.methods import (
+    METHODS,
+    V1_ANALYTICS_STOCKS,
+    V1_WAREHOUSE_LIST,
+    V2_STOCK_ON_WAREHOUSES,
+    V2_WAREHOUSE_LIST,
+    V4_STOCKS,
 )
 from ozon_simulator import Fault, SimulatorConfig, default_simulator, serve
 from tests.conftest import API_KEY, CLIENT_ID
