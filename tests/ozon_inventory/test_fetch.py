@@ -1,0 +1,75 @@
+"""Fetches against the simulator: the method plan, fallbacks, the run's breaker state, as-of times."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ozon_inventory.client import OzonClient, Page
+from ozon_inventory.exceptions import ConfigError, OzonMethodDown, OzonMethodUnavailable
+from ozon_inventory.fetch import as_of, fetch_source
+from ozon_inventory.methods import V1_ANALYTICS_STOCKS, V2_STOCK_ON_WAREHOUSES, V4_STOCKS
+from ozon_inventory.staging import StagingArea
+from ozon_simulator import Fault
+from tests.conftest import API_KEY, CLIENT_ID
+
+
+def new_client(simulator) -> OzonClient:
+    return OzonClient(simulator.url, CLIENT_ID, API_KEY, rate_limit=1000, backoff=0.01, backoff_max=0.05)
+
+
+def requests_to(simulator, method: str) -> int:
+    return simulator.sim.stats_snapshot()["requests"].get(method, 0)
+
+
+def test_auto_moves_to_the_successor_when_the_breaker_opens(simulator, tmp_path):
+    simulator.sim.add_fault(Fault(V2_STOCK_ON_WAREHOUSES, "status", status=503, times=-1))
+    staging = StagingArea(str(tmp_path), "acc", "20261124T000000Z")
+    manifest = fetch_source(new_client(simulator), staging, "warehouse_stocks")
+    assert (manifest.method, manifest.fallback_from, manifest.rows) == (
+        V1_ANALYTICS_STOCKS,
+        V2_STOCK_ON_WAREHOUSES,
+        511,
+    )
+    dead = requests_to(simulator, V2_STOCK_ON_WAREHOUSES)
+    assert dead <= 8
+    # another try of the task in the same run (a new process: a new client) sends nothing to it
+    again = fetch_source(new_client(simulator), staging, "warehouse_stocks")
+    assert again.method == V1_ANALYTICS_STOCKS
+    assert requests_to(simulator, V2_STOCK_ON_WAREHOUSES) == dead
+    recorded = json.loads(next(staging.dir("breaker").iterdir()).read_text())
+    assert recorded["method"] == V2_STOCK_ON_WAREHOUSES and recorded["status"] == 503
+
+
+def test_a_pinned_method_does_not_fall_back(simulator, tmp_path):
+    simulator.sim.add_fault(Fault(V2_STOCK_ON_WAREHOUSES, "obsolete", times=-1))
+    staging = StagingArea(str(tmp_path), "acc", "20261124T000000Z")
+    with pytest.raises(OzonMethodUnavailable, match="Obsolete method cannot be used"):
+        fetch_source(new_client(simulator), staging, "warehouse_stocks", "v2")
+    assert requests_to(simulator, V1_ANALYTICS_STOCKS) == 0
+    assert staging.manifest("warehouse_stocks") is None
+
+
+def test_a_dead_method_without_successor_fails_the_fetch_fast(simulator, tmp_path):
+    simulator.sim.add_fault(Fault(V4_STOCKS, "status", status=500, times=-1))
+    staging = StagingArea(str(tmp_path), "acc", "20261124T000000Z")
+    with pytest.raises(OzonMethodDown) as caught:
+        fetch_source(new_client(simulator), staging, "stocks")
+    assert caught.value.permanent and "HTTP 500" in str(caught.value)
+    assert requests_to(simulator, V4_STOCKS) == 5
+
+
+def test_unknown_method_choice_names_the_choices(simulator, tmp_path):
+    with pytest.raises(ConfigError, match=r"warehouse_stocks method must be one of \['auto', 'v2', 'v1'\]"):
+        fetch_source(new_client(simulator), StagingArea(str(tmp_path), "a", "r"), "warehouse_stocks", "v9")
+
+
+def test_as_of_is_ozons_clock_not_the_workers(simulator, tmp_path):
+    staging = StagingArea(str(tmp_path), "acc", "20261124T000000Z")
+    manifest = fetch_source(new_client(simulator), staging, "stocks")
+    stamped = datetime.fromisoformat(manifest.as_of)
+    assert abs(stamped - datetime.now(UTC)) < timedelta(seconds=5)
+    page = Page(V4_STOCKS, 1, b"{}", {}, 0, {}, date="Tue, 24 Nov 2026 06:00:00 GMT")
+    assert as_of(page) == "2026-11-24T06:00:00+00:00"
