@@ -79,6 +79,13 @@ class StagingError(OzonInventoryError):
     permanent = True
 
 
+class StagingWriteError(OzonInventoryError):
+    """A staged file could not be written (a full disk, a read-only folder); it names the file.
+
+    Not permanent: once space is freed, a retry of the task succeeds.
+    """
+
+
 class ShrinkGuardError(OzonInventoryError):
     """A snapshot is far smaller than the account's last good one; loading it would wipe data."""
 

@@ -11,15 +11,17 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import re
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ozon_inventory.exceptions import StagingError
+from ozon_inventory.exceptions import StagingError, StagingWriteError
 
 SOURCES = ("stocks", "warehouse_stocks", "warehouses")
 MANIFEST = "manifest.json"
@@ -105,13 +107,24 @@ class StagingArea:
 
     def write_page(self, source: str, number: int, raw: bytes) -> tuple[str, int]:
         name = f"page-{number:06d}.json.gz"
-        with (self.dir(source) / name).open("wb") as handle:
+        target = self.dir(source) / name
+        with _writing(target), target.open("wb") as handle:
             handle.write(gzip.compress(raw, compresslevel=1))
         return name, len(raw)
 
     def write_manifest(self, manifest: Manifest) -> None:
+        """Write the manifest last and atomically: a reader sees the whole manifest or none.
+
+        Locally: a temporary file, fsync, rename, fsync of the folder, so a full disk or a crash
+        leaves no empty ``manifest.json`` behind. On an object store one PUT is already atomic.
+        """
         target = self.dir(manifest.source) / MANIFEST
-        target.write_text(json.dumps(manifest.as_dict(), ensure_ascii=False, indent=1))
+        data = json.dumps(manifest.as_dict(), ensure_ascii=False, indent=1).encode()
+        with _writing(target):
+            if isinstance(target, Path):
+                _atomic_write(target, data)
+            else:
+                target.write_bytes(data)
 
     def manifest(self, source: str) -> Manifest | None:
         """The source's manifest, or None when the fetch did not complete."""
@@ -176,6 +189,32 @@ class StagingArea:
         if not target.exists():
             raise StagingError(f"{target} is missing: run the task that writes it again")
         return json.loads(target.read_text())
+
+
+@contextmanager
+def _writing(target: Any) -> Iterator[None]:
+    """Name the file when a write fails (``No space left on device`` alone names nothing)."""
+    try:
+        yield
+    except OSError as exc:
+        raise StagingWriteError(f"cannot write {target}: {exc.strerror or exc}") from exc
+
+
+def _atomic_write(target: Path, data: bytes) -> None:
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with partial.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    folder = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def run_key_for(moment: datetime) -> str:
