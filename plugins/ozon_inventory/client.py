@@ -464,7 +464,7 @@ class OzonClient:
         With a ``row_key`` and ``total_at`` (v4), raises ``OzonSnapshotChanged`` after the last page
         when a row came twice or the count differs from the stated total: the data moved while we paged.
         """
-        cursor, given = "", set()
+        cursor, given = "", set[str]()
         keys = _KeyCheck(method)
         total: int | None = None
         number = 0

@@ -213,6 +213,6 @@ def _fbo_skus(data: dict[str, Any]) -> Iterator[int]:
         for stock in (item.get("stocks") or []) if isinstance(item, dict) else []:
             if isinstance(stock, dict) and stock.get("type") == "fbo":
                 try:
-                    yield int(stock.get("sku"))
-                except (TypeError, ValueError):
+                    yield int(stock["sku"])
+                except (KeyError, TypeError, ValueError):
                     continue

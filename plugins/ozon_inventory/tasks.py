@@ -13,10 +13,18 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule, TriggerRule, get_current_context, task
+from airflow.sdk import (
+    Context,
+    ExceptionRetryPolicy,
+    RetryAction,
+    RetryRule,
+    TriggerRule,
+    get_current_context,
+    task,
+)
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from ozon_inventory.config import DagSettings, run_settings
+from ozon_inventory.config import DagSettings, RunSettings, run_settings
 from ozon_inventory.exceptions import (
     ConfigError,
     OzonApiError,
@@ -63,7 +71,7 @@ _FETCH: dict[str, Any] = _COMMON | {
 _LOCAL: dict[str, Any] = _COMMON | {"execution_timeout": timedelta(minutes=30)}
 
 
-def _context(account: str) -> tuple[dict[str, Any], Any, StagingArea]:
+def _context(account: str) -> tuple[Context, RunSettings, StagingArea]:
     context = get_current_context()
     context["account"] = account  # type: ignore[typeddict-unknown-key]  # the map label
     settings = run_settings(context["params"])
@@ -72,7 +80,7 @@ def _context(account: str) -> tuple[dict[str, Any], Any, StagingArea]:
     return context, settings, StagingArea(settings.staging_root, account, run_key_for(moment))
 
 
-def _is_backfill(context: dict[str, Any]) -> bool:
+def _is_backfill(context: Context) -> bool:
     return str(getattr(context["dag_run"], "run_type", "")).lower().endswith("backfill")
 
 
