@@ -16,40 +16,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-from ozon_inventory.exceptions import ConfigError
+from ozon_inventory.sql import sql_dir, statements
 from ozon_inventory.staging import StagingArea
 from ozon_inventory.validate import ValidationReport
 
 log = logging.getLogger(__name__)
 
-_SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
-_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 _COPY_CHUNK = 1 << 20
-
-
-def sql_dir() -> Path:
-    return Path(os.environ.get("OZON_INVENTORY_SQL_DIR", _SQL_DIR))
-
-
-@cache
-def statements(name: str) -> dict[str, str]:
-    """The ``-- name: x`` sections of ``include/sql/{name}.sql``."""
-    path = sql_dir() / f"{name}.sql"
-    if not path.exists():
-        raise ConfigError(
-            f"SQL file {path} is missing (set OZON_INVENTORY_SQL_DIR to the include/sql folder)"
-        )
-    parts = _NAME.split(path.read_text(encoding="utf-8"))
-    return {parts[i]: parts[i + 1].strip().rstrip(";") for i in range(1, len(parts), 2)}
 
 
 def ensure_schema(conn: Any) -> None:
