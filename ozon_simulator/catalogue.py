@@ -3,7 +3,9 @@
 The same seed and sizes always give the same products, SKUs, warehouses and quantities, so tests
 and benchmarks can compare runs. The catalogue is consistent across methods, as Ozon's is meant
 to be: for every FBO SKU, the warehouse rows of the analytics methods add up to its v4 stock
-(``sum(free_to_sell_amount) == present - reserved`` and ``sum(reserved_amount) == reserved``).
+(``sum(free_to_sell_amount) == present - reserved`` and ``sum(reserved_amount) == reserved``), and
+the FBO-by-warehouse entries, one per warehouse row, to it exactly (``sum(present) == present``,
+``sum(reserved) == reserved``), with the warehouse ids ``/v1/analytics/stocks`` gives.
 
 Values are chosen to exercise the parsing rules of the real API: int64 SKUs above 2**32, offer ids
 with Cyrillic, commas, quotes, backslashes, tabs and spaces, and Ozon-style warehouse names.
@@ -102,13 +104,19 @@ class Product:
 
 @dataclass
 class WarehouseRow:
-    """FBO stock of one SKU in one Ozon warehouse (analytics methods)."""
+    """FBO stock of one SKU in one Ozon warehouse (analytics and FBO-by-warehouse methods)."""
 
     sku: int
     warehouse: int  # index into Catalogue.ozon_warehouses
     free_to_sell: int
     promised: int
     reserved: int
+
+    @property
+    def present(self) -> int:
+        """On hand in this warehouse: free to sell plus reserved, so the rows of a SKU add up to
+        v4's fbo ``present`` (promised stock is not there yet)."""
+        return self.free_to_sell + self.reserved
 
 
 @dataclass

@@ -1,15 +1,21 @@
 """An offline Ozon Seller API: the stock and warehouse methods, as the project's API notes document them.
 
-It answers on 127.0.0.1 over real HTTP/1.1 (keep-alive), with Ozon's auth checks and error bodies,
-per-Client-Id rate limits (429 code 8 with ``Retry-After``; ``Ratelimit-Remaining`` on every answer),
-and faults that tests inject per method. Where Ozon's behaviour is unconfirmed the simulator can
-play each reading (the last page of ``/v4/product/info/stocks``, ``total`` vs ``total_items``, a
-body-less ``/v1/warehouse/list``).
+Methods: ``/v4/product/info/stocks``, ``/v2/analytics/stock_on_warehouses``, ``/v1/analytics/stocks``,
+``/v1/product/info/stocks-by-warehouse/fbo``, ``/v1/warehouse/list``, ``/v2/warehouse/list`` and
+``/v1/roles``. It answers on 127.0.0.1 over real HTTP/1.1 (keep-alive), with Ozon's auth checks
+(Api-Key or OAuth Bearer token, key expiry) and error bodies, requests read as Ozon's gateway reads
+them (``ozon_simulator.body``: null is "not sent", Ozon's error wording), per-Client-Id rate limits
+(429 code 8 with ``Retry-After``; ``Ratelimit-Remaining`` on every answer; token bucket or fixed
+one-second window), and faults that tests inject per method. Where Ozon's behaviour is unconfirmed
+the simulator can play each reading (the last page of ``/v4/product/info/stocks``, ``total`` vs
+``total_items``, a body-less ``/v1/warehouse/list``, the forms of the FBO-by-warehouse answer).
 
 Control endpoints under ``/__sim/`` (no auth) let a test or an operator change the simulator while
 it runs: ``POST /__sim/faults`` (a list of faults), ``DELETE /__sim/faults``, ``POST /__sim/catalogue``
 (``{"action": "change", "fraction": 0.01}`` / ``{"action": "remove", "count": 5}``),
 ``POST /__sim/config`` (any ``SimulatorConfig`` field, e.g. ``{"rate_window": "fixed"}``),
+``POST /__sim/account`` (``{"client_id": "100200", "key_expires_at": "2026-01-01T00:00:00Z"}``;
+also ``oauth_token``, ``methods``, or a new account with ``api_key``),
 ``GET /__sim/stats``, ``POST /__sim/stats/reset``, and the request log:
 ``GET /__sim/requests?client_id=X`` (every request to an Ozon method: time, client_id, method,
 status) and ``GET /__sim/citizenship?client_id=X`` (how well a client kept to the rate limits).
@@ -28,16 +34,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ozon_simulator.catalogue import Catalogue, build_catalogue
+from ozon_simulator.body import ApiError, Body, as_json
+from ozon_simulator.catalogue import Catalogue, SellerWarehouse, build_catalogue
 
 V4_STOCKS = "/v4/product/info/stocks"
 V2_STOCK_ON_WAREHOUSES = "/v2/analytics/stock_on_warehouses"
 V1_ANALYTICS_STOCKS = "/v1/analytics/stocks"
 V1_WAREHOUSE_LIST = "/v1/warehouse/list"
 V2_WAREHOUSE_LIST = "/v2/warehouse/list"
+V1_FBO_BY_WAREHOUSE = "/v1/product/info/stocks-by-warehouse/fbo"
 V1_ROLES = "/v1/roles"
 #: The stock and warehouse methods a key can be given roles for.
-STOCK_METHODS = (V4_STOCKS, V2_STOCK_ON_WAREHOUSES, V1_ANALYTICS_STOCKS, V1_WAREHOUSE_LIST, V2_WAREHOUSE_LIST)
+STOCK_METHODS = (
+    V4_STOCKS,
+    V2_STOCK_ON_WAREHOUSES,
+    V1_ANALYTICS_STOCKS,
+    V1_FBO_BY_WAREHOUSE,
+    V1_WAREHOUSE_LIST,
+    V2_WAREHOUSE_LIST,
+)
 METHODS = (*STOCK_METHODS, V1_ROLES)
 
 #: New API keys live 3 months (API.md §0); a simulated key has 80 days left unless a test says otherwise.
@@ -82,6 +97,27 @@ VISIBILITY = frozenset(
     ]
 )
 WAREHOUSE_TYPES = frozenset({"ALL", "EXPRESS_DARK_STORE", "NOT_EXPRESS_DARK_STORE"})
+ITEM_TAGS = frozenset({"ITEM_ATTRIBUTE_NONE", "ECONOM", "NOVEL", "DISCOUNT", "FBS_RETURN", "SUPER"})
+TURNOVER_GRADES = frozenset(
+    {
+        "TURNOVER_GRADE_NONE",
+        "DEFICIT",
+        "POPULAR",
+        "ACTUAL",
+        "SURPLUS",
+        "NO_SALES",
+        "WAS_NO_SALES",
+        "RESTRICTED_NO_SALES",
+        "COLLECTING_DATA",
+        "WAITING_FOR_SUPPLY",
+        "WAS_DEFICIT",
+        "WAS_POPULAR",
+        "WAS_ACTUAL",
+        "WAS_SURPLUS",
+    }
+)
+#: The days of sales the simulated averages (``ads``) spread the stock over.
+SALES_DAYS = 28
 _DAY_NAMES = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
 
 FAULT_KINDS = frozenset(
@@ -99,15 +135,6 @@ FAULT_KINDS = frozenset(
 )
 
 
-class ApiError(Exception):
-    """An error answer with Ozon's rpcStatus body."""
-
-    def __init__(self, status: int, code: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.headers = headers or {}
-
-
 @dataclass
 class Fault:
     """A fault on one method: applies to ``times`` answers (-1: until cleared) after ``after`` good ones."""
@@ -123,7 +150,7 @@ class Fault:
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}; known: {sorted(FAULT_KINDS)}")
+            raise ValueError(f"unknown fault kind {self.kind}; known: {', '.join(sorted(FAULT_KINDS))}")
 
 
 def _key_expiry() -> datetime:
@@ -153,6 +180,9 @@ class Account:
 
 #: How the per-Client-Id limit counts: a token bucket, or a fixed calendar-second window.
 RATE_WINDOWS = ("bucket", "fixed")
+#: Readings of the unconfirmed ``/v1/product/info/stocks-by-warehouse/fbo`` answer: rows under
+#: ``products`` (API.md) or ``items``; int64 values as numbers or (``_strings``) as strings.
+FBO_BY_WAREHOUSE_FORMS = ("products", "items", "products_strings", "items_strings")
 
 
 @dataclass
@@ -170,6 +200,10 @@ class SimulatorConfig:
     total_fields: str = "both"  # "both", "total_items" (after the switch-off of total) or "total"
     v1_warehouse_list_requires_limit: bool = True
     max_analytics_limit: int = 1000  # UNCONFIRMED upstream; the simulator enforces this one
+    # /v1/product/info/stocks-by-warehouse/fbo: whether a request must name offer_ids or skus
+    # (True: 400 without them) or an empty filter means every FBO product (False).
+    fbo_by_warehouse_requires_filter: bool = False
+    fbo_by_warehouse_form: str = "products"  # one of FBO_BY_WAREHOUSE_FORMS
 
     def __post_init__(self) -> None:
         self.check()
@@ -178,6 +212,11 @@ class SimulatorConfig:
         """Refuse values the simulator cannot play (also after ``POST /__sim/config``)."""
         if self.rate_window not in RATE_WINDOWS:
             raise ValueError(f"rate_window must be one of {', '.join(RATE_WINDOWS)}, not {self.rate_window}")
+        if self.fbo_by_warehouse_form not in FBO_BY_WAREHOUSE_FORMS:
+            raise ValueError(
+                f"fbo_by_warehouse_form must be one of {', '.join(FBO_BY_WAREHOUSE_FORMS)}, "
+                f"not {self.fbo_by_warehouse_form}"
+            )
 
 
 class _TokenBucket:
@@ -235,31 +274,7 @@ def _decode_cursor(cursor: str) -> int:
             raise ValueError(kind)
         return int(offset)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, 3, "invalid cursor") from exc
-
-
-def _int_list(values: Any, field_name: str) -> list[int]:
-    if values is None:
-        return []
-    if not isinstance(values, list):
-        raise ApiError(400, 3, f"{field_name}: expected an array")
-    try:
-        return [int(v) for v in values]
-    except (TypeError, ValueError) as exc:
-        raise ApiError(400, 3, f"{field_name}: expected int64 values") from exc
-
-
-def _limit(body: dict[str, Any], maximum: int, required: bool = True) -> int:
-    if "limit" not in body:
-        if required:
-            raise ApiError(400, 3, "limit: value is required")
-        return maximum
-    limit = body["limit"]
-    if isinstance(limit, str) and limit.isdigit():
-        limit = int(limit)
-    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= maximum:
-        raise ApiError(400, 3, f"limit: value must be between 1 and {maximum}")
-    return limit
+        raise ApiError(400, 3, "invalid cursor") from exc  # Ozon's wording is not known
 
 
 class OzonSimulator:
@@ -516,6 +531,8 @@ class OzonSimulator:
             return self.stock_on_warehouses(catalogue, body)
         if method == V1_ANALYTICS_STOCKS:
             return self.analytics_stocks(catalogue, body)
+        if method == V1_FBO_BY_WAREHOUSE:
+            return self.fbo_stocks_by_warehouse(catalogue, body)
         if method == V1_WAREHOUSE_LIST:
             return self.warehouse_list_v1(catalogue, body)
         if method == V2_WAREHOUSE_LIST:
@@ -541,27 +558,24 @@ class OzonSimulator:
         return answer
 
     def v4_stocks(self, catalogue: Catalogue, body: dict[str, Any]) -> dict[str, Any]:
-        limit = _limit(body, 1000)
-        filt = body.get("filter")
-        if not isinstance(filt, dict):
-            raise ApiError(400, 3, "filter: value is required")
-        visibility = filt.get("visibility", "ALL")
-        if visibility not in VISIBILITY:
-            raise ApiError(400, 3, f"filter.visibility: unknown value {visibility!r}")
-        offer_ids = filt.get("offer_id") or []
-        if not isinstance(offer_ids, list):
-            raise ApiError(400, 3, "filter.offer_id: expected an array")
-        product_ids = set(_int_list(filt.get("product_id"), "filter.product_id"))
-        cursor = body.get("cursor") or ""
+        """``/v4/product/info/stocks``: products with their stock per type, cursor paging."""
+        req = Body(body, "GetProductInfoStocksRequest")
+        limit = req.int("limit", 0, 1, 1000)
+        filt = req.object("filter", "GetProductInfoStocksRequest_Filter", required=True)
+        visibility = filt.enum("visibility", VISIBILITY, "ALL")
+        offer_ids = set(filt.strings("offer_id"))
+        product_ids = set(filt.ints("product_id"))
+        quant = filt.object("with_quant", "GetProductInfoStocksRequest_Filter_WithQuant")
+        quant.flag("created"), quant.flag("exists")  # Economy tariff, switched off: read, inert
+        cursor = req.string("cursor")
         offset = _decode_cursor(cursor) if cursor else 0
 
         products = catalogue.products
         if visibility != "ALL" or offer_ids or product_ids:
-            wanted_offers = set(offer_ids)
             products = [
                 p
                 for p in products
-                if (not wanted_offers or p.offer_id in wanted_offers)
+                if (not offer_ids or p.offer_id in offer_ids)
                 and (not product_ids or p.product_id in product_ids)
                 and _visible(p, visibility)
             ]
@@ -586,6 +600,10 @@ class OzonSimulator:
                             "shipment_type": s.shipment_type,
                             "sku": s.sku,
                             "type": s.type,
+                            # Deprecated 18 Dec 2025 and typed differently by the two documents
+                            # (RU-2025-08: int64 strings, EN-2026-04: integers): sent empty, as
+                            # both allow, so a client that reads it meets it.
+                            "warehouse_ids": [],
                         }
                         for s in p.stocks
                     ],
@@ -600,13 +618,11 @@ class OzonSimulator:
         return answer
 
     def stock_on_warehouses(self, catalogue: Catalogue, body: dict[str, Any]) -> dict[str, Any]:
-        limit = _limit(body, self.config.max_analytics_limit)
-        offset = body.get("offset", 0)
-        if not isinstance(offset, int) or offset < 0:
-            raise ApiError(400, 3, "offset: must be a non-negative integer")
-        wtype = body.get("warehouse_type", "ALL")
-        if wtype not in WAREHOUSE_TYPES:
-            raise ApiError(400, 3, f"warehouse_type: unknown value {wtype!r}")
+        """``/v2/analytics/stock_on_warehouses``: SKU × Ozon warehouse rows, offset paging, no total."""
+        req = Body(body, "StockOnWarehouseRequest")
+        limit = req.int("limit", 0, 1, self.config.max_analytics_limit)
+        offset = req.int("offset", 0, low=0)
+        wtype = req.enum("warehouse_type", WAREHOUSE_TYPES, "ALL")
         rows = catalogue.rows
         if wtype != "ALL":
             express = wtype == "EXPRESS_DARK_STORE"
@@ -629,23 +645,39 @@ class OzonSimulator:
         return {"result": {"rows": out}}
 
     def analytics_stocks(self, catalogue: Catalogue, body: dict[str, Any]) -> dict[str, Any]:
-        skus = _int_list(body.get("skus"), "skus")
-        if not skus:
-            raise ApiError(400, 3, "skus: value is required")
-        if len(skus) > 100:
-            raise ApiError(400, 3, "skus: must contain at most 100 items")
-        if body.get("cluster_ids") and body.get("macrolocal_cluster_ids"):
+        """``/v1/analytics/stocks``: up to 100 SKUs, their rows per Ozon warehouse, no paging.
+
+        The cluster and warehouse filters apply; ``item_tags`` and ``turnover_grades`` are
+        checked but select nothing out (no simulated SKU has tags, every grade is ``ACTUAL``).
+        """
+        req = Body(body, "AnalyticsStocksRequest")
+        skus = req.ints("skus", 1, 100)
+        cluster_ids = set(req.ints("cluster_ids"))
+        macrolocal_ids = set(req.ints("macrolocal_cluster_ids"))
+        warehouse_ids = set(req.ints("warehouse_ids"))
+        req.enums("item_tags", ITEM_TAGS)
+        req.enums("turnover_grades", TURNOVER_GRADES)
+        if cluster_ids and macrolocal_ids:
             raise ApiError(400, 3, "use only one of cluster_ids or macrolocal_cluster_ids")
-        wanted = set(skus)
         whs = catalogue.ozon_warehouses
-        rows = [r for sku in sorted(wanted) for r in catalogue.rows_of_sku(sku)]
-        cluster_sum: dict[tuple[int, int], int] = defaultdict(int)
-        for r in rows:
-            cluster_sum[(r.sku, whs[r.warehouse].cluster_id)] += r.free_to_sell
+        rows = [
+            r
+            for sku in sorted(set(skus))
+            for r in catalogue.rows_of_sku(sku)
+            if (not cluster_ids or whs[r.warehouse].cluster_id in cluster_ids)
+            and (not macrolocal_ids or whs[r.warehouse].macrolocal_cluster_id in macrolocal_ids)
+            and (not warehouse_ids or whs[r.warehouse].warehouse_id in warehouse_ids)
+        ]
+        cluster_sum: dict[tuple[int, int], int] = defaultdict(int)  # over the whole cluster, unfiltered
+        for sku in set(skus):
+            for r in catalogue.rows_of_sku(sku):
+                cluster_sum[(r.sku, whs[r.warehouse].cluster_id)] += r.free_to_sell
         items = []
         for r in rows:
             wh = whs[r.warehouse]
             product = catalogue.product_of_sku(r.sku)
+            ads = round(r.free_to_sell / SALES_DAYS, 2)
+            ads_cluster = round(cluster_sum[(r.sku, wh.cluster_id)] / SALES_DAYS, 2)
             items.append(
                 {
                     "sku": r.sku,
@@ -668,9 +700,12 @@ class OzonSimulator:
                     "transit_stock_count": 0,
                     "return_from_customer_stock_count": 0,
                     "return_to_seller_stock_count": 0,
-                    "ads": round(r.free_to_sell / 28, 2),
-                    "ads_cluster": round(cluster_sum[(r.sku, wh.cluster_id)] / 28, 2),
-                    "idc": 28.0,
+                    "ads": ads,
+                    "ads_cluster": ads_cluster,
+                    # Days the stock lasts at the average daily sales: the same SALES_DAYS for
+                    # the warehouse and its cluster, 0 where nothing sells.
+                    "idc": float(SALES_DAYS) if ads else 0.0,
+                    "idc_cluster": float(SALES_DAYS) if ads_cluster else 0.0,
                     "days_without_sales": 0,
                     "days_without_sales_cluster": 0,
                     "turnover_grade": "ACTUAL",
@@ -680,9 +715,61 @@ class OzonSimulator:
             )
         return {"items": items}
 
+    def fbo_stocks_by_warehouse(self, catalogue: Catalogue, body: dict[str, Any]) -> dict[str, Any]:
+        """``/v1/product/info/stocks-by-warehouse/fbo``: FBO present/reserved per SKU × Ozon warehouse.
+
+        Its schema is in neither stored document (added 2 Jul 2026); the shape is API.md's
+        (§2 b, from a generated SDK, UNCONFIRMED). One entry per warehouse row of the catalogue,
+        so per SKU the entries add up to v4's fbo ``present``/``reserved`` and the warehouse ids
+        are ``/v1/analytics/stocks``'s. Ozon says "pass offer_ids or skus"; whether an empty
+        filter means every FBO product or an error is unknown, so ``fbo_by_warehouse_requires_filter``
+        picks (default: every product). With both lists an entry matches either. ``limit``
+        counts entries; the cursor is "" once ``has_next`` is false. ``fbo_by_warehouse_form``
+        plays the other readings: rows under ``items``, int64 values as strings.
+        """
+        req = Body(body, "GetProductInfoStocksByWarehouseFboRequest")
+        limit = req.int("limit", 0, 1, 1000)
+        offer_ids = set(req.strings("offer_ids", max_items=1000))
+        skus = set(req.ints("skus", max_items=1000))
+        if self.config.fbo_by_warehouse_requires_filter and not offer_ids and not skus:
+            raise req.invalid("offer_ids", "pass offer_ids or skus")
+        cursor = req.string("cursor")
+        offset = _decode_cursor(cursor) if cursor else 0
+        rows = catalogue.rows  # paged in place: no copy of a large catalogue per page
+        if offer_ids or skus:
+            wanted = skus | {s.sku for p in catalogue.products if p.offer_id in offer_ids for s in p.stocks}
+            rows = [r for sku in sorted(wanted) for r in catalogue.rows_of_sku(sku)]
+        page = [(r, catalogue.product_of_sku(r.sku)) for r in rows[offset : offset + limit]]
+        end = offset + len(page)
+        has_next = end < len(rows)
+        as_text = self.config.fbo_by_warehouse_form.endswith("_strings")
+
+        def number(value: int) -> int | str:
+            return str(value) if as_text else value
+
+        rows_key = "items" if self.config.fbo_by_warehouse_form.startswith("items") else "products"
+        return {
+            "cursor": _encode_cursor(end, catalogue.version) if has_next else "",
+            "has_next": has_next,
+            rows_key: [
+                {
+                    "offer_id": product.offer_id if product else "",
+                    "present": number(r.present),
+                    "product_id": number(product.product_id if product else 0),
+                    "reserved": number(r.reserved),
+                    "sku": number(r.sku),
+                    "warehouse_id": number(catalogue.ozon_warehouses[r.warehouse].warehouse_id),
+                }
+                for r, product in page
+            ],
+        }
+
     def warehouse_list_v1(self, catalogue: Catalogue, body: dict[str, Any]) -> dict[str, Any]:
-        limit = _limit(body, 200, required=self.config.v1_warehouse_list_requires_limit)
-        offset = int(body.get("offset", 0) or 0)
+        """``/v1/warehouse/list``: the seller's FBS/rFBS warehouses, ``working_days`` as ints."""
+        req = Body(body, "WarehouseListRequest")
+        default_limit = 0 if self.config.v1_warehouse_list_requires_limit else 200
+        limit = req.int("limit", default_limit, 1, 200)
+        offset = req.int("offset", 0, low=0)
         result = []
         for w in catalogue.seller_warehouses[offset : offset + limit]:
             result.append(
@@ -713,9 +800,11 @@ class OzonSimulator:
         return {"result": result}
 
     def warehouse_list_v2(self, catalogue: Catalogue, body: dict[str, Any]) -> dict[str, Any]:
-        limit = _limit(body, 200)
-        ids = set(_int_list(body.get("warehouse_ids"), "warehouse_ids"))
-        cursor = body.get("cursor") or ""
+        """``/v2/warehouse/list``: every field of the EN-2026-04 schema, as in its example."""
+        req = Body(body, "WarehouseListV2Request")
+        limit = req.int("limit", 0, 1, 200)
+        ids = set(req.ints("warehouse_ids", max_items=200))
+        cursor = req.string("cursor")
         offset = _decode_cursor(cursor) if cursor else 0
         whs = [w for w in catalogue.seller_warehouses if not ids or w.warehouse_id in ids]
         page = whs[offset : offset + limit]
@@ -724,23 +813,71 @@ class OzonSimulator:
         return {
             "cursor": _encode_cursor(end, catalogue.version) if has_next else "",
             "has_next": has_next,
-            "warehouses": [
-                {
-                    "warehouse_id": w.warehouse_id,
-                    "name": w.name,
-                    "status": w.status.upper(),
-                    "warehouse_type": "RFBS" if w.is_rfbs else "FBS",
-                    "is_rfbs": w.is_rfbs,
-                    "is_kgt": False,
-                    "is_express": False,
-                    "working_days": [_DAY_NAMES[d - 1] for d in w.working_days],
-                    "first_mile": {"type": "DROP_OFF", "dropoff_point_id": "", "timeslot_id": 0},
-                    "created_at": "2025-03-01T09:00:00Z",
-                    "updated_at": "2026-10-01T09:00:00Z",
-                }
-                for w in page
-            ],
+            "warehouses": [_warehouse_v2(w) for w in page],
         }
+
+
+def _warehouse_v2(w: SellerWarehouse) -> dict[str, Any]:
+    """One ``warehouses[]`` entry of ``/v2/warehouse/list`` with every documented field.
+
+    Values follow the official example: lower-case ``status`` ("created"), ``working_days`` by
+    name, times in RFC 3339. ``warehouse_type`` has no documented values; FBS/RFBS is a guess.
+    """
+    return {
+        "warehouse_id": w.warehouse_id,
+        "name": w.name,
+        "status": w.status,
+        "warehouse_type": "RFBS" if w.is_rfbs else "FBS",
+        "is_rfbs": w.is_rfbs,
+        "is_kgt": False,
+        "is_express": False,
+        "is_comfort": False,
+        "is_auto_assembly": False,
+        "is_waybill_enabled": False,
+        "with_item_list": False,
+        "has_entrusted_acceptance": False,
+        "has_postings_limit": False,
+        "postings_limit": -1,
+        "min_postings_limit": 0,
+        "cut_in_time": 1080,
+        "sla_cut_in": 1440,
+        "phone": "+7(999)999-99-99",
+        "courier_comment": "",
+        "courier_phones": [],
+        "carriage_label_type": "BIG",
+        "address_info": {
+            "address": f"Россия, {w.name}",
+            "latitude": 55.75,
+            "longitude": 37.62,
+            "utc": "UTC+03:00",
+        },
+        "first_mile": {
+            "type": "DROP_OFF",
+            "dropoff_point_id": "",
+            "timeslot_id": 0,
+            "timeslot_from": "09:00",
+            "timeslot_to": "18:00",
+            "first_mile_is_changing": False,
+        },
+        "timetable": {
+            "timetable_from": "2025-03-01T00:00:00Z",
+            "timetable_to": "2027-03-01T00:00:00Z",
+            "working_hours": [{"time_from": "2025-03-01T09:00:00Z", "time_to": "2025-03-01T18:00:00Z"}],
+        },
+        "working_days": [_DAY_NAMES[d - 1] for d in w.working_days],
+        "created_at": "2025-03-01T09:00:00Z",
+        "updated_at": "2026-10-01T09:00:00Z",
+    }
+
+
+def _fault(spec: Any) -> Fault:
+    """A fault from its JSON form, refusing unknown fields by name."""
+    if not isinstance(spec, dict):
+        raise ValueError("a fault is an object with method and kind")
+    unknown = set(spec) - set(Fault.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown fault field: {', '.join(sorted(unknown))}")
+    return Fault(**spec)
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -871,9 +1008,11 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 body = json.loads(raw or b"{}")
             except ValueError as exc:
-                raise ApiError(400, 3, "invalid request body: not JSON") from exc
+                raise ApiError(400, 3, f"proto: syntax error: {exc}") from exc
+            if body is None:  # a JSON null body is an empty message, as for the gateway
+                body = {}
             if not isinstance(body, dict):
-                raise ApiError(400, 3, "invalid request body: expected an object")
+                raise ApiError(400, 3, f"proto: syntax error: unexpected token {as_json(body)}")
             with sim.lock:
                 answer = sim.handle(method, body, account, uses_oauth(self.headers))
             if fault is not None and fault.kind == "repeat_cursor" and "cursor" in answer:
@@ -931,7 +1070,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             payload = json.loads(raw or b"{}")
             if self.path == "/__sim/faults":
-                faults = [Fault(**f) for f in payload]
+                faults = [_fault(f) for f in payload]
                 sim.set_faults(faults)
                 self._send_json(200, {"faults": [asdict(f) for f in faults]})
             elif self.path == "/__sim/catalogue":
@@ -948,6 +1087,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, {})
             else:
                 self._send_json(404, {"code": 5, "message": "Not Found"})
+        except KeyError as exc:
+            self._send_json(400, {"code": 3, "message": f"missing field: {exc.args[0]}"})
         except (ValueError, TypeError) as exc:
             self._send_json(400, {"code": 3, "message": str(exc)})
 
@@ -956,7 +1097,7 @@ class _Handler(BaseHTTPRequestHandler):
         client_id = str(payload.get("client_id") or next(iter(sim.accounts)))
         account = sim.accounts.get(client_id)
         if account is None:
-            raise ValueError(f"unknown client_id {client_id!r}")
+            raise ValueError(f"unknown client_id {client_id}")
         action = payload.get("action")
         with sim.lock:
             if action == "change":
@@ -967,7 +1108,7 @@ class _Handler(BaseHTTPRequestHandler):
                 }
             if action == "remove":
                 return {"removed_products": account.catalogue.remove_products(int(payload["count"]))}
-        raise ValueError(f"unknown catalogue action {action!r}; use 'change' or 'remove'")
+        raise ValueError(f"unknown catalogue action {action}; use change or remove")
 
 
 class _Server(ThreadingHTTPServer):
