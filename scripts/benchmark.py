@@ -58,11 +58,14 @@ def run_stage(args: argparse.Namespace) -> dict:
     from ozon_inventory.fetch import fetch_stocks, fetch_warehouse_stocks, fetch_warehouses
     from ozon_inventory.staging import StagingArea
 
-    staging = StagingArea(args.staging, "bench", args.run_key)
+    staging = StagingArea(args.staging, args.account, args.run_key)
     started = time.perf_counter()
     figures: dict = {}
     if args.stage.startswith("fetch_"):
-        client = OzonClient(args.url, CLIENT_ID, API_KEY, rate_limit=args.rate, workers=args.workers)
+        # the rate budget of the Client-Id is shared through PostgreSQL, as the DAG's tasks share it
+        client = OzonClient(
+            args.url, CLIENT_ID, API_KEY, rate_limit=args.rate, workers=args.workers, budget_dsn=args.dsn
+        )
         if args.stage == "fetch_stocks":
             manifest = fetch_stocks(client, staging)
         elif args.stage == "fetch_warehouse_stocks":
@@ -188,7 +191,7 @@ def _start_simulator(products: int, args: argparse.Namespace) -> tuple[subproces
             "--api-key",
             API_KEY,
         ],
-        env=os.environ | {"PYTHONPATH": str(ROOT / "plugins")},
+        env=_CHILD_ENV,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -197,8 +200,16 @@ def _start_simulator(products: int, args: argparse.Namespace) -> tuple[subproces
     return proc, f"http://127.0.0.1:{port}"
 
 
-def _child(stage: str, url: str, staging: str, run_key: str, dsn: str, args: argparse.Namespace) -> dict:
-    cmd = [
+def _child_cmd(
+    stage: str,
+    url: str,
+    staging: str,
+    run_key: str,
+    dsn: str,
+    args: argparse.Namespace,
+    account: str = "bench",
+) -> list[str]:
+    return [
         sys.executable,
         __file__,
         "--stage",
@@ -217,13 +228,62 @@ def _child(stage: str, url: str, staging: str, run_key: str, dsn: str, args: arg
         str(args.workers),
         "--method",
         args.method,
+        "--account",
+        account,
     ]
+
+
+_CHILD_ENV = os.environ | {"PYTHONPATH": f"{ROOT / 'plugins'}:{ROOT}"}
+
+
+def _child(stage: str, url: str, staging: str, run_key: str, dsn: str, args: argparse.Namespace) -> dict:
     done = subprocess.run(
-        cmd, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(ROOT / "plugins")}
+        _child_cmd(stage, url, staging, run_key, dsn, args), capture_output=True, text=True, env=_CHILD_ENV
     )
     if done.returncode != 0:
         raise SystemExit(f"stage {stage} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        return json.loads(answer.read())
+
+
+def citizenship(url: str, staging: str, dsn: str, args: argparse.Namespace) -> dict:
+    """A DAG-shaped fetch: the three fetches of two accounts sharing one Client-Id, six processes at once.
+
+    What Ozon would see of that Client-Id, from the simulator's request log: the busiest 1-second
+    window, the 429s, and the combined rate against the budget.
+    """
+    _post(url + "/__sim/stats/reset", {})
+    procs = [
+        subprocess.Popen(
+            _child_cmd(stage, url, staging, "20261129T000000Z", dsn, args, account),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_CHILD_ENV,
+        )
+        for account in ("bench", "bench-2")
+        for stage in STAGES[:3]
+    ]
+    for proc in procs:
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"a concurrent fetch failed:\n{err[-3000:]}")
+    seen = _get(f"{url}/__sim/citizenship?client_id={CLIENT_ID}")
+    times = sorted(r["time"] for r in _get(f"{url}/__sim/requests?client_id={CLIENT_ID}"))
+    rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+    return {
+        "processes": len(procs),
+        "requests": seen["requests"],
+        "peak_requests_per_1s": seen["peak_requests_per_1s"],
+        "responses_429": seen["responses_429"],
+        "budget_per_s": args.rate,
+        "rate_per_s": round(rate, 2),
+        "rate_vs_budget": round(rate / args.rate, 3),
+    }
 
 
 #: The fewest requests the page limits allow for a method, given the rows it returned.
@@ -262,6 +322,7 @@ def bench_size(products: int, args: argparse.Namespace, pg, out: list[str]) -> d
                     staging, results["runs"][number - 1]["run_key"], run_key
                 )
             results["runs"].append(run)
+        results["citizenship"] = citizenship(url, staging, dsn, args)
     finally:
         sim.terminate()
         sim.wait(timeout=30)
@@ -318,6 +379,12 @@ def _report(results: dict, args: argparse.Namespace, out: list[str]) -> None:
             f"history, {run['label']}: opened {load_fig['history_opened']} vs {added} rows really changed or new; "
             f"closed {load_fig['history_closed']} vs {removed} really changed or gone"
         )
+    c = results["citizenship"]
+    out.append(
+        f"citizenship: {c['processes']} fetch processes of 2 accounts on one Client-Id: {c['requests']} requests, "
+        f"peak {c['peak_requests_per_1s']} in 1 s (limit {c['budget_per_s']:g}), {c['responses_429']} × 429, "
+        f"rate {c['rate_per_s']:.1f}/s = {c['rate_vs_budget']:.0%} of the budget (target ≥ 90%)"
+    )
     peak = max(fig["peak_rss_mb"] for run in results["runs"] for fig in run["stages"].values())
     out.append(f"peak memory of any stage: {peak:.0f} MiB (target < 1024 MiB)")
 
@@ -333,12 +400,18 @@ def main() -> int:
     )
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--method", default="v2", choices=("v2", "v1", "auto"), help="warehouse stock method")
-    parser.add_argument("--json", help="also write all figures to this file")
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        help="print all figures as JSON on stdout (the report goes to stderr), or write them to this file",
+    )
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--staging", help=argparse.SUPPRESS)
     parser.add_argument("--run-key", help=argparse.SUPPRESS)
     parser.add_argument("--dsn", help=argparse.SUPPRESS)
+    parser.add_argument("--account", default="bench", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:
         print(json.dumps(run_stage(args)))
@@ -346,6 +419,7 @@ def main() -> int:
 
     from scripts.localpg import LocalPostgres
 
+    report = sys.stderr if args.json == "-" else sys.stdout
     folder = Path(tempfile.mkdtemp(prefix="ozon-bench-pg-"))
     os.chmod(folder, 0o755)
     pg = LocalPostgres(folder / "data").start()
@@ -359,7 +433,7 @@ def main() -> int:
     try:
         for size in (int(s) for s in args.sizes.split(",")):
             all_results.append(bench_size(size, args, pg, out))
-            print("\n".join(out), flush=True)
+            print("\n".join(out), flush=True, file=report)
             out.clear()
     finally:
         pg.stop()
@@ -370,10 +444,16 @@ def main() -> int:
         tb = sum(b["runs"][0]["stages"][s]["wall_s"] for s in ("validate", "merge", "load"))
         growth = (tb / ta) / (b["products"] / a["products"])
         print(
-            f"\nvalidate+merge+load from {a['products']:,} to {b['products']:,} products: {ta:.2f} s → {tb:.2f} s, "
-            f"{growth:.2f} × linear (≤ 1 means no worse than linear)"
+            file=report,
         )
-    if args.json:
+        print(
+            f"validate+merge+load from {a['products']:,} to {b['products']:,} products: {ta:.2f} s → {tb:.2f} s, "
+            f"{growth:.2f} × linear (≤ 1 means no worse than linear)",
+            file=report,
+        )
+    if args.json == "-":
+        print(json.dumps(all_results, indent=1))
+    elif args.json:
         Path(args.json).write_text(json.dumps(all_results, indent=1))
     return 0
 

@@ -54,7 +54,7 @@ from ozon_inventory.exceptions import (
     OzonTransientError,
 )
 from ozon_inventory.methods import OzonMethod, Paging, method_limits
-from ozon_inventory.ratelimit import RateBudget, budget_for
+from ozon_inventory.ratelimit import DEFAULT_HEADROOM, RateBudget, budget_for
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ class OzonClient:
     api_key: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
     rate_limit: float = 50.0
-    headroom: float = 0.95
+    headroom: float = DEFAULT_HEADROOM
     timeout: float = 30.0
     max_retries: int = 5
     backoff: float = 0.5

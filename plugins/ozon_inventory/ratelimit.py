@@ -15,7 +15,7 @@ concurrent callers, so every slot goes to exactly one request and slots are ``in
 evenly spaced, never a burst (idle time is not saved up), which also suits an Ozon window that is a
 plain count per calendar second. No polling, no table locks, one round trip per acquire.
 ``pause(s)`` pushes the Client-Id's ``tat`` to now + s for every holder; ``observe_remaining(0)`` is a
-1-s pause. ``headroom`` (0.9 by default) aims under Ozon's limits, method limits included: the slot
+1-s pause. ``headroom`` (0.95 by default: 47.5 of 50 per second) aims under Ozon's limits, method limits included: the slot
 is where the request may start, and when it actually leaves varies by the sleep's and the network's
 jitter (milliseconds), so a budget of exactly 50/s can show 51 in some 1-s window.
 
@@ -51,7 +51,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Protocol, overload
+from typing import Any, Protocol
 
 from ozon_inventory.exceptions import OzonInventoryError
 from ozon_inventory.sql import statements
@@ -59,7 +59,7 @@ from ozon_inventory.sql import statements
 #: The scope of every method of a Client-Id.
 ALL = "*"
 DEFAULT_RATE = 50.0
-DEFAULT_HEADROOM = 0.9
+DEFAULT_HEADROOM = 0.95
 #: Seconds to connect to the budget database, and for any statement (or lock) there.
 CONNECT_TIMEOUT = 10
 STATEMENT_TIMEOUT = 10.0
@@ -291,25 +291,11 @@ _NO_LIMITS: Mapping[str, tuple[float, float]] = MappingProxyType({})
 _registry_lock = threading.Lock()
 
 
-@overload
 def budget_for(
     client_id: str,
-    rate: float = ...,
-    headroom: float = ...,
-    method_limits: Mapping[str, tuple[float, float]] = ...,
-    dsn: str | None = ...,
-) -> RateBudget: ...
-
-
-@overload
-def budget_for(client_id: str, rate: str, headroom: float, method_limits: float = ...) -> RateBudget: ...
-
-
-def budget_for(
-    client_id: str,
-    rate: float | str = DEFAULT_RATE,
+    rate: float = DEFAULT_RATE,
     headroom: float = DEFAULT_HEADROOM,
-    method_limits: Mapping[str, tuple[float, float]] | float = _NO_LIMITS,
+    method_limits: Mapping[str, tuple[float, float]] = _NO_LIMITS,
     dsn: str | None = None,
 ) -> RateBudget:
     """The budget of ``client_id``: ``rate`` × ``headroom`` requests/s across methods, and
@@ -318,21 +304,7 @@ def budget_for(
     ``dsn=None``: in this process only; a psycopg conninfo: shared through that PostgreSQL by every
     process that uses it. One budget object per Client-Id and settings in a process.
 
-    Deprecated form, until the client moves to the one above: ``budget_for(client_id, scope, rate,
-    per=1.0)`` (scope ``"*"`` or a method) gives that scope's in-process budget at ``rate``/``per``,
-    no headroom, whose ``acquire()`` takes that scope only.
     """
-    if isinstance(rate, str):  # the deprecated (client_id, scope, rate, per) form
-        scope, legacy_rate = rate, headroom
-        per = float(method_limits) if isinstance(method_limits, int | float) else 1.0
-        with _registry_lock:
-            key = ("legacy", str(client_id), scope, repr((float(legacy_rate), per)))
-            budget = _registry.get(key)
-            if budget is None:
-                budget = _registry[key] = LocalBudget(str(client_id), legacy_rate / per, 1.0)
-            return budget
-    if not isinstance(method_limits, Mapping):
-        raise TypeError("method_limits must map a method to (requests, per seconds)")
     key = (
         "budget",
         str(client_id),

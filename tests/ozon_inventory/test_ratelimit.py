@@ -147,7 +147,7 @@ def test_budget_for_is_process_wide_per_client_id():
     assert isinstance(one, LocalBudget)
     assert budget_for("100200") is one
     assert budget_for("100201") is not one
-    assert one.intervals == {"*": pytest.approx(1 / 45)}  # 50/s at the default headroom 0.9
+    assert one.intervals == {"*": pytest.approx(1 / 47.5)}  # 50/s at the default headroom 0.95
     limited = budget_for("100200", 50, 1.0, LIMITS)
     assert isinstance(limited, LocalBudget)
     assert limited.intervals == {"*": pytest.approx(0.02), WAREHOUSE_LIST: pytest.approx(60.0)}
@@ -157,19 +157,6 @@ def test_budget_for_is_process_wide_per_client_id():
         budget_for("100200", 50, 1.5)
     with pytest.raises(ValueError, match="positive"):
         budget_for("100200", 50, 0.9, {WAREHOUSE_LIST: (0.0, 60.0)})
-
-
-def test_deprecated_scope_form_keeps_the_old_client_working():
-    """``budget_for(client_id, scope, rate, per)``: the client's call until it moves to the new form."""
-    everything = budget_for("100200", "*", 40)
-    assert budget_for("100200", "*", 40) is everything
-    assert isinstance(everything, LocalBudget)
-    assert everything.intervals["*"] == pytest.approx(1 / 40)  # no headroom: as before
-    method = budget_for("100200", WAREHOUSE_LIST, 1, 60.0)
-    assert budget_for("100200", WAREHOUSE_LIST, 1, 60.0) is method
-    assert method is not everything and isinstance(method, LocalBudget)
-    assert method.intervals["*"] == pytest.approx(60.0)  # its acquire() takes that method's slot only
-    assert method.acquire() == 0 and everything.acquire() == 0
 
 
 # -- shared through PostgreSQL ------------------------------------------------------------------
@@ -254,7 +241,7 @@ def run_processes(
 
 
 def test_four_processes_share_one_budget(pg_dsn):
-    """4 processes × 2 threads for 2 s at 50/s (default headroom 0.9: 45/s) against one PostgreSQL."""
+    """4 processes × 2 threads for 2 s at 50/s (default headroom 0.95: 47.5/s) against one PostgreSQL."""
     results = run_processes(_hammer, *[(pg_dsn, "100200", 2, 2.0)] * 4, barrier=True)
     sent = sorted(t for times in results for t in times)
     assert all(times for times in results)  # every process got its share
@@ -262,7 +249,7 @@ def test_four_processes_share_one_budget(pg_dsn):
     peak = peak_per_window(sent)
     print(f"\n4 processes × 2 threads: {len(sent)} requests, {rate:.1f}/s, peak {peak} per 1-s window")
     assert peak <= 50
-    assert rate >= 0.9 * 45
+    assert rate >= 0.9 * 50  # ≥ 90% of Ozon's limit
 
 
 def _pause_then_report(dsn: str, client_id: str, seconds: float, out: Any) -> None:
