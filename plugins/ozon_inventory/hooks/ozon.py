@@ -1,6 +1,6 @@
 """Airflow hook for the Ozon Seller API, built on providers-http's ``HttpHook``.
 
-The connection (type ``http``) holds one seller account: **login = Client-Id**, **password =
+The connection (type ``ozon``, registered by ``provider.py``; ``http`` works too) holds one seller account: **login = Client-Id**, **password =
 Api-Key** (Airflow masks it in logs), host defaulting to ``https://api-seller.ozon.ru``. For Ozon's
 OAuth, leave login empty and put the access token in the password with extra ``"auth": "oauth"``
 (the token is sent as ``Authorization: Bearer``); give extra ``client_id`` to name the account the
@@ -46,7 +46,7 @@ class OzonHook(HttpHook):
 
     conn_name_attr = "ozon_conn_id"
     default_conn_name = "ozon_default"
-    conn_type = "http"
+    conn_type = "ozon"
     hook_name = "Ozon Seller API"
     default_host = DEFAULT_HOST
 
@@ -61,19 +61,6 @@ class OzonHook(HttpHook):
 
     def __repr__(self) -> str:
         return f"OzonHook(ozon_conn_id={self.ozon_conn_id!r})"
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """The connection form: Client-Id and Api-Key in place of login and password."""
-        return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {"login": "Client-Id", "password": "Api-Key (or OAuth token)"},
-            "placeholders": {
-                "host": DEFAULT_HOST,
-                "login": "123456",
-                "extra": '{"rate_limit": 50, "workers": 4}',
-            },
-        }
 
     @cached_property
     def connection(self) -> Any:

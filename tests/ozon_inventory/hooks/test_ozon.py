@@ -65,11 +65,33 @@ def test_default_host_is_ozon_over_https(monkeypatch):
     assert OzonHook("ozon_test").get_client().base_url == "https://api-seller.ozon.ru"
 
 
-def test_connection_form_names_ozon_fields():
-    form = OzonHook.get_ui_field_behaviour()
+def test_the_ozon_connection_type_is_registered_with_its_form():
+    """What Airflow's connection form and its "Test" button use: the provider metadata."""
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert manager.hooks["ozon"].hook_class_name == "ozon_inventory.hooks.ozon.OzonHook"
+    form = manager.field_behaviours["ozon"]
     assert form["relabeling"]["login"] == "Client-Id"
     assert form["relabeling"]["password"].startswith("Api-Key")
     assert {"schema", "port"} <= set(form["hidden_fields"])
+
+
+def test_test_button_path_tests_the_account(monkeypatch, simulator):
+    """What the UI's "Test" does (POST /api/v2/connections/test): the form's connection as an
+    environment variable, then ``Connection.test_connection``, which finds OzonHook by its type."""
+    from airflow.models.connection import Connection
+
+    def tested(password: str) -> tuple[bool, str]:
+        conn = Connection(
+            conn_id="ozon_ui", conn_type="ozon", host=simulator.url, login=CLIENT_ID, password=password
+        )
+        monkeypatch.setenv("AIRFLOW_CONN_OZON_UI", conn.get_uri())
+        return conn.test_connection()
+
+    assert tested(API_KEY) == (True, "Ozon answered /v4/product/info/stocks")
+    ok, message = tested("wrong-" + API_KEY)
+    assert not ok and "Invalid Api-Key" in message and API_KEY not in message
 
 
 @pytest.mark.parametrize(
