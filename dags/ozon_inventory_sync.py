@@ -72,6 +72,9 @@ with DAG(
         "retention_days": Param(
             None, type=["null", "number"], description="days to keep staged answers (30)"
         ),
+        "key_warn_days": Param(
+            None, type=["null", "number"], description="warn this many days before an Api-Key expires (14)"
+        ),
     },
 ) as dag:
 

@@ -61,6 +61,7 @@ class RunSettings:
     warehouse_stock_method: str
     warehouse_list_method: str
     retention_days: float
+    key_warn_days: float = 14.0
 
     def method_choice(self, source: str) -> str:
         """The method param of ``source`` (``auto`` or a pinned method, see ``methods.choices``)."""
@@ -79,6 +80,7 @@ DEFAULTS: dict[str, Any] = {
     "warehouse_stock_method": "auto",
     "warehouse_list_method": "auto",
     "retention_days": 30,
+    "key_warn_days": 14,
 }
 
 
@@ -124,8 +126,11 @@ def run_settings(params: dict[str, Any] | None) -> RunSettings:
     try:
         threshold = float(_setting(params, "shrink_threshold"))
         retention = float(_setting(params, "retention_days"))
+        key_warn_days = float(_setting(params, "key_warn_days"))
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"shrink_threshold and retention_days must be numbers: {exc}") from exc
+        raise ConfigError(
+            f"shrink_threshold, retention_days and key_warn_days must be numbers: {exc}"
+        ) from exc
     if not 0 <= threshold < 1:
         raise ConfigError(f"shrink_threshold must be in [0, 1), got {threshold}")
     allow = _setting(params, "allow_shrink")
@@ -140,4 +145,5 @@ def run_settings(params: dict[str, Any] | None) -> RunSettings:
         warehouse_stock_method=str(_setting(params, "warehouse_stock_method")),
         warehouse_list_method=str(_setting(params, "warehouse_list_method")),
         retention_days=retention,
+        key_warn_days=key_warn_days,
     )

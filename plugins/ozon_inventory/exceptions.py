@@ -7,6 +7,8 @@ Ozon switched off. The DAG's retry policy fails those at once.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class OzonInventoryError(Exception):
     """Base of every error this package raises."""
@@ -30,6 +32,19 @@ class OzonAuthError(OzonApiError):
 
 class OzonMethodUnavailable(OzonApiError):
     """Ozon switched the method off ("Obsolete method cannot be used", or 404 for the path)."""
+
+
+class OzonKeyExpired(OzonInventoryError):
+    """The account's Api-Key has expired (``/v1/roles`` → ``expires_at``): every request would fail."""
+
+    permanent = True
+
+    def __init__(self, account: str, conn_id: str, expired_on: datetime):
+        self.account, self.conn_id, self.expired_on = account, conn_id, expired_on
+        super().__init__(
+            f"the Api-Key of account {account} expired on {expired_on.date().isoformat()}: issue a new one in "
+            f"Seller Center → Settings → API keys and update connection {conn_id}"
+        )
 
 
 class OzonTransientError(OzonInventoryError):

@@ -28,6 +28,8 @@ class Paging(StrEnum):
     OFFSET = "offset"
     #: no paging: the request names up to ``page_limit`` SKUs, and the caller batches them.
     SKU_BATCHES = "sku_batches"
+    #: one answer, no paging (account facts such as the key's roles and expiry).
+    SINGLE = "single"
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ V2_STOCK_ON_WAREHOUSES = "/v2/analytics/stock_on_warehouses"
 V1_ANALYTICS_STOCKS = "/v1/analytics/stocks"
 V1_WAREHOUSE_LIST = "/v1/warehouse/list"
 V2_WAREHOUSE_LIST = "/v2/warehouse/list"
+V1_ROLES = "/v1/roles"
 
 _TABLE = (
     OzonMethod(
@@ -140,6 +143,15 @@ _TABLE = (
         rate_limit=(1, 60.0),
         successor=V2_WAREHOUSE_LIST,
         note="deprecated (switch-off announced for 7 Apr 2026); 1 request a minute",
+    ),
+    OzonMethod(
+        V1_ROLES,
+        "account",
+        "v1",
+        Paging.SINGLE,
+        1,
+        ("roles",),
+        note="the Api-Key's roles and its expiry (`expires_at`, News 2 Sep 2026; keys live 3 months)",
     ),
 )
 

@@ -90,6 +90,7 @@ def _fetch(account: str, source: str) -> dict[str, Any]:
 
     from ozon_inventory.fetch import fetch_source
     from ozon_inventory.hooks.ozon import OzonHook
+    from ozon_inventory.keys import check_key
 
     context, settings, staging = _context(account)
     if _is_backfill(context):
@@ -103,9 +104,13 @@ def _fetch(account: str, source: str) -> dict[str, Any]:
         log.info("backfill: reprocessing the archived %s answers of %s", source, staging.run_key)
         return archived.as_dict()
     # The rate budget of the Client-Id lives in the target PostgreSQL, which every worker reaches.
-    uri = PostgresHook(postgres_conn_id=settings.postgres_conn_id).get_uri()
-    budget_dsn = re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", uri)  # SQLAlchemy's form → libpq's
+    postgres = PostgresHook(postgres_conn_id=settings.postgres_conn_id)
+    budget_dsn = re.sub(
+        r"^postgres(?:ql)?\+\w+://", "postgresql://", postgres.get_uri()
+    )  # SQLAlchemy → libpq
     client = OzonHook(account, budget_dsn=budget_dsn).get_client()
+    with postgres.get_conn() as conn:
+        check_key(client, conn, account, account, settings.key_warn_days)
     return fetch_source(client, staging, source, settings.method_choice(source)).as_dict()
 
 
@@ -173,15 +178,14 @@ def validate(account: str) -> dict[str, Any]:
 
 @task(**_LOCAL)
 def merge(account: str) -> dict[str, Any]:
-    """Join the validated sources into product ↔ SKU ↔ warehouse model files."""
+    """Build the model files that join two sources (sources.JOINS: products named from analytics)."""
     from ozon_inventory.merge import merge_run
     from ozon_inventory.validate import ValidationReport
 
     _, _, staging = _context(account)
-    started = time.monotonic()
-    staging.reset("model", "load")
+    staging.reset("load")  # model/ holds validate's facts too; merge rewrites only the files it joins
     result = merge_run(staging, ValidationReport.from_dict(staging.read_json("validated", "report.json")))
-    return result.as_dict() | {"duration_s": round(time.monotonic() - started, 3)}
+    return result.as_dict()
 
 
 @task(**_LOCAL)
