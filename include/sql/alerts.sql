@@ -1,0 +1,24 @@
+-- What was last alerted per account and kind (plugins/ozon_inventory/alerts.py): an alert is sent
+-- when its fingerprint differs from the stored one, so a condition that lasts is told once.
+
+-- name: create
+CREATE TABLE IF NOT EXISTS ozon_alert_state (
+    account text NOT NULL,
+    kind text NOT NULL,
+    fingerprint text NOT NULL,
+    raised_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (account, kind)
+);
+
+-- name: lock_account
+SELECT pg_advisory_xact_lock(hashtext('ozon_inventory:alerts:' || %(account)s));
+
+-- name: state
+SELECT kind, fingerprint FROM ozon_alert_state WHERE account = %(account)s;
+
+-- name: remember
+INSERT INTO ozon_alert_state (account, kind, fingerprint) VALUES (%(account)s, %(kind)s, %(fingerprint)s)
+ON CONFLICT (account, kind) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, raised_at = now();
+
+-- name: forget_others
+DELETE FROM ozon_alert_state WHERE account = %(account)s AND NOT (kind = ANY(%(kinds)s::text[]));
