@@ -49,18 +49,27 @@ class OzonMethod:
     successor: str | None = None  # the method Ozon announced to replace it
     request: Mapping[str, Any] | None = None  # fixed request fields besides paging
     note: str = ""
+    #: other places the rows may sit, where the documents disagree (tried in order after ``rows_at``)
+    rows_also_at: tuple[tuple[str, ...], ...] = ()
 
     def rows(self, data: Any) -> list[Any]:
         """The answer's rows; ``ValueError`` when the answer does not have the documented shape."""
+        for path in self.rows_also_at:
+            if isinstance(data, dict) and path[0] in data and self.rows_at[0] not in data:
+                return self._rows_at(data, path)
+        return self._rows_at(data, self.rows_at)
+
+    @staticmethod
+    def _rows_at(data: Any, path: tuple[str, ...]) -> list[Any]:
         node = data
-        for key in self.rows_at:
+        for key in path:
             if not isinstance(node, dict):
                 raise ValueError(f"expected an object holding {key!r}")
             node = node.get(key)
             if node is None:
                 return []
         if not isinstance(node, list):
-            raise ValueError(f"{'.'.join(self.rows_at)!r} is not an array")
+            raise ValueError(f"{'.'.join(path)!r} is not an array")
         return node
 
     def total(self, data: dict[str, Any]) -> int | None:
@@ -87,6 +96,7 @@ V1_ANALYTICS_STOCKS = "/v1/analytics/stocks"
 V1_WAREHOUSE_LIST = "/v1/warehouse/list"
 V2_WAREHOUSE_LIST = "/v2/warehouse/list"
 V1_ROLES = "/v1/roles"
+V1_FBO_BY_WAREHOUSE = "/v1/product/info/stocks-by-warehouse/fbo"
 
 _TABLE = (
     OzonMethod(
@@ -123,6 +133,17 @@ _TABLE = (
         ("items",),
         parallel=True,
         note="available, requested and in-transit stock per SKU and Ozon warehouse id; no reserved",
+    ),
+    OzonMethod(
+        V1_FBO_BY_WAREHOUSE,
+        "warehouse_stocks",
+        "fbo",
+        Paging.CURSOR_HAS_NEXT,
+        1000,
+        ("products",),
+        rows_also_at=(("items",),),  # the schema is UNCONFIRMED: a generated SDK says products
+        row_key=("sku", "warehouse_id"),
+        note="beta since 2 Jul 2026; FBO present and reserved per SKU and Ozon warehouse id (no name)",
     ),
     OzonMethod(
         V2_WAREHOUSE_LIST,

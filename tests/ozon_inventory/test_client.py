@@ -285,3 +285,33 @@ def test_rate_limits_do_not_open_the_breaker_and_retry_after_is_honoured(client,
     assert sum(p.rows for p in pages) == 175
     assert time.monotonic() - started >= 6  # six 429s, each with Retry-After: 1
     assert client.stats[V4_STOCKS].responses_429 == 6 and not client.breaker.down
+
+
+@pytest.mark.parametrize("form", ["products", "items", "products_strings", "items_strings"])
+def test_fbo_by_warehouse_every_documented_form_is_read(form):
+    """/v1/product/info/stocks-by-warehouse/fbo's schema is unconfirmed: rows under products or items,
+    int64 values as numbers or strings; cursor paging until has_next is false."""
+    from ozon_inventory.methods import V1_FBO_BY_WAREHOUSE
+
+    sim = default_simulator(
+        client_id=CLIENT_ID, api_key=API_KEY, config=SimulatorConfig(fbo_by_warehouse_form=form)
+    )
+    running = serve(sim)
+    try:
+        client = OzonClient(running.url, CLIENT_ID, API_KEY, rate_limit=1000)
+        method = METHODS[V1_FBO_BY_WAREHOUSE]
+        pages = list(client.pages(method, limit=100))
+        rows = [row for page in pages for row in method.rows(page.data)]
+        assert len(rows) == 511 == sum(p.rows for p in pages) and len(pages) == 6
+        present: dict[int, int] = {}
+        for row in rows:
+            present[int(row["sku"])] = present.get(int(row["sku"]), 0) + int(row["present"])
+        v4 = {
+            s.sku: s.present
+            for p in sim.accounts[CLIENT_ID].catalogue.products
+            for s in p.stocks
+            if s.type == "fbo"
+        }
+        assert present == {sku: n for sku, n in v4.items() if sku in present} and set(present) <= set(v4)
+    finally:
+        running.stop()
