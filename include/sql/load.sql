@@ -1,5 +1,6 @@
 -- Statements of one account's load; each runs inside the load's single transaction.
--- Parameters: %(account)s, %(as_of)s, %(run_id)s. Temp tables hold this run's model files.
+-- Parameters: %(account)s, %(as_of)s, %(run_id)s, and for history %(held_as_of)s and %(not_provided)s.
+-- Temp tables hold this run's model files. sources.py names the sections each source runs.
 
 -- name: lock_account
 SELECT pg_advisory_xact_lock(hashtext('ozon_inventory:' || %(account)s));
@@ -12,6 +13,12 @@ SET LOCAL enable_nestloop = off;
 -- name: source_state
 SELECT source, as_of, rows, products FROM ozon_source_state WHERE account = %(account)s;
 
+-- name: count_warehouses
+SELECT count(*), count(*) FILTER (WHERE kind = 'ozon') FROM ozon_warehouse WHERE account = %(account)s;
+
+-- Temp tables: one per model file (sources.py declares the files and their columns; the load's
+-- COPY names the columns, so the order here does not matter, the names do).
+
 -- name: temp_stock_by_type
 CREATE TEMP TABLE tmp_stock_by_type (
     product_id bigint, sku bigint, stock_type text, shipment_type text, present integer, reserved integer
@@ -20,22 +27,45 @@ CREATE TEMP TABLE tmp_stock_by_type (
 -- name: temp_products
 CREATE TEMP TABLE tmp_products (product_id bigint, offer_id text, name text) ON COMMIT DROP;
 
+-- name: temp_held_products
+CREATE TEMP TABLE tmp_held_products (product_id bigint) ON COMMIT DROP;
+
+-- name: temp_held_stock_by_type
+CREATE TEMP TABLE tmp_held_stock_by_type (sku bigint, stock_type text, shipment_type text) ON COMMIT DROP;
+
 -- name: temp_stock_by_warehouse
 CREATE TEMP TABLE tmp_stock_by_warehouse (
     sku bigint, warehouse_name text, warehouse_id bigint, free_to_sell integer, promised integer, reserved integer
 ) ON COMMIT DROP;
 
--- name: temp_warehouses
-CREATE TEMP TABLE tmp_warehouses (
-    kind text, warehouse_id bigint, name text, is_rfbs boolean, status text, working_days text,
-    cluster_id bigint, cluster_name text
+-- name: temp_held_stock_by_warehouse
+CREATE TEMP TABLE tmp_held_stock_by_warehouse (sku bigint, warehouse_name text) ON COMMIT DROP;
+
+-- name: temp_ozon_warehouses
+CREATE TEMP TABLE tmp_ozon_warehouses (name text, warehouse_id bigint, cluster_id bigint, cluster_name text)
+ON COMMIT DROP;
+
+-- name: temp_seller_warehouses
+CREATE TEMP TABLE tmp_seller_warehouses (
+    warehouse_id bigint, name text, is_rfbs boolean, status text, working_days text
 ) ON COMMIT DROP;
+
+-- name: temp_held_seller_warehouses
+CREATE TEMP TABLE tmp_held_seller_warehouses (warehouse_id bigint) ON COMMIT DROP;
+
+-- name: temp_rejects
+CREATE TEMP TABLE tmp_rejects (source text, reason text, record text) ON COMMIT DROP;
+
+-- History, per history table: the first snapshot opens every row; later ones diff once against the
+-- current rows. Keys in tmp_held_<table> (their new value was rejected) keep their current row,
+-- marked held_as_of = the as-of of the last load that confirmed it; a confirmed value clears it.
+-- %(not_provided)s lists the columns the run's method does not give: they keep the previous value
+-- and are not compared, so a fallback to another method rewrites no history.
 
 -- name: has_current_stock_by_type
 SELECT EXISTS (SELECT 1 FROM ozon_stock_by_type_history WHERE account = %(account)s AND valid_to IS NULL);
 
 -- name: first_stock_by_type
--- The account's first snapshot: every row opens.
 INSERT INTO ozon_stock_by_type_history
     (account, product_id, sku, stock_type, shipment_type, present, reserved, valid_from, run_id)
 SELECT %(account)s, product_id, sku, stock_type, shipment_type, present, reserved, %(as_of)s, %(run_id)s
@@ -43,7 +73,7 @@ FROM tmp_stock_by_type;
 
 -- name: diff_stock_by_type
 -- What changed against the current rows, found in one hash join on the key: new keys, changed
--- values (IS DISTINCT FROM, so NULLs compare) and vanished keys.
+-- values (IS DISTINCT FROM, so NULLs compare) and vanished keys that are not held.
 CREATE TEMP TABLE diff_stock_by_type ON COMMIT DROP AS
 SELECT coalesce(t.sku, h.sku) AS sku, coalesce(t.stock_type, h.stock_type) AS stock_type,
        coalesce(t.shipment_type, h.shipment_type) AS shipment_type,
@@ -52,8 +82,11 @@ SELECT coalesce(t.sku, h.sku) AS sku, coalesce(t.stock_type, h.stock_type) AS st
 FROM tmp_stock_by_type t
 FULL JOIN (SELECT * FROM ozon_stock_by_type_history WHERE account = %(account)s AND valid_to IS NULL) h
   ON h.sku = t.sku AND h.stock_type = t.stock_type AND h.shipment_type = t.shipment_type
-WHERE h.sku IS NULL OR t.sku IS NULL
-   OR (t.product_id, t.present, t.reserved) IS DISTINCT FROM (h.product_id, h.present, h.reserved);
+LEFT JOIN tmp_held_stock_by_type k
+  ON t.sku IS NULL AND k.sku = h.sku AND k.stock_type = h.stock_type AND k.shipment_type = h.shipment_type
+WHERE k.sku IS NULL
+  AND (h.sku IS NULL OR t.sku IS NULL
+       OR (t.product_id, t.present, t.reserved) IS DISTINCT FROM (h.product_id, h.present, h.reserved));
 
 -- name: close_stock_by_type
 UPDATE ozon_stock_by_type_history h SET valid_to = %(as_of)s
@@ -67,6 +100,24 @@ INSERT INTO ozon_stock_by_type_history
 SELECT %(account)s, product_id, sku, stock_type, shipment_type, present, reserved, %(as_of)s, %(run_id)s
 FROM diff_stock_by_type WHERE is_current;
 
+-- name: hold_stock_by_type
+UPDATE ozon_stock_by_type_history h SET held_as_of = %(held_as_of)s
+FROM tmp_held_stock_by_type k
+WHERE h.account = %(account)s AND h.valid_to IS NULL AND h.held_as_of IS NULL
+  AND h.sku = k.sku AND h.stock_type = k.stock_type AND h.shipment_type = k.shipment_type
+  AND NOT EXISTS (SELECT 1 FROM tmp_stock_by_type t
+                  WHERE t.sku = k.sku AND t.stock_type = k.stock_type AND t.shipment_type = k.shipment_type);
+
+-- name: has_held_stock_by_type
+SELECT EXISTS (SELECT 1 FROM ozon_stock_by_type_history
+               WHERE account = %(account)s AND valid_to IS NULL AND held_as_of IS NOT NULL);
+
+-- name: confirm_stock_by_type
+UPDATE ozon_stock_by_type_history h SET held_as_of = NULL
+FROM tmp_stock_by_type t
+WHERE h.account = %(account)s AND h.valid_to IS NULL AND h.held_as_of IS NOT NULL
+  AND h.sku = t.sku AND h.stock_type = t.stock_type AND h.shipment_type = t.shipment_type;
+
 -- name: upsert_products
 INSERT INTO ozon_product AS p (account, product_id, offer_id, name, updated_at)
 SELECT %(account)s, t.product_id, t.offer_id, t.name, %(as_of)s
@@ -79,7 +130,8 @@ WHERE (p.offer_id, p.name) IS DISTINCT FROM (EXCLUDED.offer_id, COALESCE(EXCLUDE
 
 -- name: delete_vanished_products
 DELETE FROM ozon_product p WHERE p.account = %(account)s
-  AND NOT EXISTS (SELECT 1 FROM tmp_products t WHERE t.product_id = p.product_id);
+  AND NOT EXISTS (SELECT 1 FROM tmp_products t WHERE t.product_id = p.product_id)
+  AND NOT EXISTS (SELECT 1 FROM tmp_held_products k WHERE k.product_id = p.product_id);
 
 -- name: upsert_skus
 INSERT INTO ozon_sku AS k (account, sku, product_id)
@@ -92,7 +144,8 @@ WHERE k.product_id <> EXCLUDED.product_id;
 
 -- name: delete_vanished_skus
 DELETE FROM ozon_sku k WHERE k.account = %(account)s
-  AND NOT EXISTS (SELECT 1 FROM tmp_stock_by_type t WHERE t.sku = k.sku);
+  AND NOT EXISTS (SELECT 1 FROM tmp_stock_by_type t WHERE t.sku = k.sku)
+  AND NOT EXISTS (SELECT 1 FROM tmp_held_stock_by_type h WHERE h.sku = k.sku);
 
 -- name: has_current_stock_by_warehouse
 SELECT EXISTS (SELECT 1 FROM ozon_stock_by_warehouse_history WHERE account = %(account)s AND valid_to IS NULL);
@@ -104,16 +157,29 @@ SELECT %(account)s, sku, warehouse_name, warehouse_id, free_to_sell, promised, r
 FROM tmp_stock_by_warehouse;
 
 -- name: diff_stock_by_warehouse
+-- warehouse_id (not given by /v2/analytics/stock_on_warehouses) and reserved (not given by
+-- /v1/analytics/stocks) keep their current value when the run's method does not provide them.
 CREATE TEMP TABLE diff_stock_by_warehouse ON COMMIT DROP AS
-SELECT coalesce(t.sku, h.sku) AS sku, coalesce(t.warehouse_name, h.warehouse_name) AS warehouse_name,
-       h.sku IS NOT NULL AS was_current, t.sku IS NOT NULL AS is_current,
-       t.warehouse_id, t.free_to_sell, t.promised, t.reserved
-FROM tmp_stock_by_warehouse t
-FULL JOIN (SELECT * FROM ozon_stock_by_warehouse_history WHERE account = %(account)s AND valid_to IS NULL) h
-  ON h.sku = t.sku AND h.warehouse_name = t.warehouse_name
-WHERE h.sku IS NULL OR t.sku IS NULL
-   OR (t.free_to_sell, t.promised, t.reserved, t.warehouse_id)
-      IS DISTINCT FROM (h.free_to_sell, h.promised, h.reserved, h.warehouse_id);
+SELECT sku, warehouse_name, was_current, is_current, warehouse_id, free_to_sell, promised, reserved
+FROM (
+    SELECT coalesce(t.sku, h.sku) AS sku, coalesce(t.warehouse_name, h.warehouse_name) AS warehouse_name,
+           h.sku IS NOT NULL AS was_current, t.sku IS NOT NULL AS is_current, k.sku IS NOT NULL AS held,
+           CASE WHEN 'warehouse_id' = ANY(%(not_provided)s::text[]) THEN h.warehouse_id ELSE t.warehouse_id END
+               AS warehouse_id,
+           t.free_to_sell, t.promised,
+           CASE WHEN 'reserved' = ANY(%(not_provided)s::text[]) THEN h.reserved ELSE t.reserved END AS reserved,
+           h.warehouse_id AS old_warehouse_id, h.free_to_sell AS old_free_to_sell, h.promised AS old_promised,
+           h.reserved AS old_reserved
+    FROM tmp_stock_by_warehouse t
+    FULL JOIN (SELECT * FROM ozon_stock_by_warehouse_history WHERE account = %(account)s AND valid_to IS NULL) h
+      ON h.sku = t.sku AND h.warehouse_name = t.warehouse_name
+    LEFT JOIN tmp_held_stock_by_warehouse k
+      ON t.sku IS NULL AND k.sku = h.sku AND k.warehouse_name = h.warehouse_name
+) d
+WHERE NOT held
+  AND (NOT was_current OR NOT is_current
+       OR (free_to_sell, promised, reserved, warehouse_id)
+          IS DISTINCT FROM (old_free_to_sell, old_promised, old_reserved, old_warehouse_id));
 
 -- name: close_stock_by_warehouse
 UPDATE ozon_stock_by_warehouse_history h SET valid_to = %(as_of)s
@@ -127,25 +193,57 @@ INSERT INTO ozon_stock_by_warehouse_history
 SELECT %(account)s, sku, warehouse_name, warehouse_id, free_to_sell, promised, reserved, %(as_of)s, %(run_id)s
 FROM diff_stock_by_warehouse WHERE is_current;
 
--- name: upsert_warehouses
--- %(kind)s is 'ozon' or 'seller': each source replaces only its own kind.
+-- name: hold_stock_by_warehouse
+UPDATE ozon_stock_by_warehouse_history h SET held_as_of = %(held_as_of)s
+FROM tmp_held_stock_by_warehouse k
+WHERE h.account = %(account)s AND h.valid_to IS NULL AND h.held_as_of IS NULL
+  AND h.sku = k.sku AND h.warehouse_name = k.warehouse_name
+  AND NOT EXISTS (SELECT 1 FROM tmp_stock_by_warehouse t
+                  WHERE t.sku = k.sku AND t.warehouse_name = k.warehouse_name);
+
+-- name: has_held_stock_by_warehouse
+SELECT EXISTS (SELECT 1 FROM ozon_stock_by_warehouse_history
+               WHERE account = %(account)s AND valid_to IS NULL AND held_as_of IS NOT NULL);
+
+-- name: confirm_stock_by_warehouse
+UPDATE ozon_stock_by_warehouse_history h SET held_as_of = NULL
+FROM tmp_stock_by_warehouse t
+WHERE h.account = %(account)s AND h.valid_to IS NULL AND h.held_as_of IS NOT NULL
+  AND h.sku = t.sku AND h.warehouse_name = t.warehouse_name;
+
+-- name: upsert_ozon_warehouses
+-- Ozon's warehouses, by name from the analytics rows; ids and clusters when a method gives them.
 INSERT INTO ozon_warehouse AS w
     (account, kind, warehouse_id, name, is_rfbs, status, working_days, cluster_id, cluster_name, updated_at)
-SELECT %(account)s, kind, warehouse_id, name, is_rfbs, status, working_days, cluster_id, cluster_name, %(as_of)s
-FROM tmp_warehouses WHERE kind = %(kind)s
+SELECT %(account)s, 'ozon', warehouse_id, name, NULL, NULL, NULL, cluster_id, cluster_name, %(as_of)s
+FROM tmp_ozon_warehouses
 ON CONFLICT (account, warehouse_key) DO UPDATE
 SET warehouse_id = COALESCE(EXCLUDED.warehouse_id, w.warehouse_id), name = EXCLUDED.name,
     is_rfbs = EXCLUDED.is_rfbs, status = EXCLUDED.status, working_days = EXCLUDED.working_days,
     cluster_id = COALESCE(EXCLUDED.cluster_id, w.cluster_id),
     cluster_name = COALESCE(EXCLUDED.cluster_name, w.cluster_name), updated_at = EXCLUDED.updated_at;
 
--- name: delete_vanished_warehouses
-DELETE FROM ozon_warehouse w WHERE w.account = %(account)s AND w.kind = %(kind)s
-  AND NOT EXISTS (
-      SELECT 1 FROM tmp_warehouses t
-      WHERE t.kind = w.kind
-        AND CASE WHEN t.kind = 'seller' THEN 'seller:' || t.warehouse_id::text ELSE 'ozon:' || t.name END
-            = w.warehouse_key);
+-- name: delete_vanished_ozon_warehouses
+DELETE FROM ozon_warehouse w WHERE w.account = %(account)s AND w.kind = 'ozon'
+  AND NOT EXISTS (SELECT 1 FROM tmp_ozon_warehouses t WHERE 'ozon:' || t.name = w.warehouse_key)
+  AND NOT EXISTS (SELECT 1 FROM tmp_held_stock_by_warehouse k WHERE 'ozon:' || k.warehouse_name = w.warehouse_key);
+
+-- name: upsert_seller_warehouses
+-- The seller's own FBS/rFBS warehouses, by id.
+INSERT INTO ozon_warehouse AS w
+    (account, kind, warehouse_id, name, is_rfbs, status, working_days, cluster_id, cluster_name, updated_at)
+SELECT %(account)s, 'seller', warehouse_id, name, is_rfbs, status, working_days, NULL, NULL, %(as_of)s
+FROM tmp_seller_warehouses
+ON CONFLICT (account, warehouse_key) DO UPDATE
+SET warehouse_id = COALESCE(EXCLUDED.warehouse_id, w.warehouse_id), name = EXCLUDED.name,
+    is_rfbs = EXCLUDED.is_rfbs, status = EXCLUDED.status, working_days = EXCLUDED.working_days,
+    cluster_id = COALESCE(EXCLUDED.cluster_id, w.cluster_id),
+    cluster_name = COALESCE(EXCLUDED.cluster_name, w.cluster_name), updated_at = EXCLUDED.updated_at;
+
+-- name: delete_vanished_seller_warehouses
+DELETE FROM ozon_warehouse w WHERE w.account = %(account)s AND w.kind = 'seller'
+  AND NOT EXISTS (SELECT 1 FROM tmp_seller_warehouses t WHERE 'seller:' || t.warehouse_id::text = w.warehouse_key)
+  AND NOT EXISTS (SELECT 1 FROM tmp_held_seller_warehouses k WHERE 'seller:' || k.warehouse_id::text = w.warehouse_key);
 
 -- name: upsert_source_state
 INSERT INTO ozon_source_state (account, source, as_of, run_id, method, rows, products)
@@ -156,9 +254,6 @@ SET as_of = EXCLUDED.as_of, run_id = EXCLUDED.run_id, method = EXCLUDED.method, 
 
 -- name: delete_run_rejects
 DELETE FROM ozon_reject WHERE account = %(account)s AND run_id = %(run_id)s;
-
--- name: temp_rejects
-CREATE TEMP TABLE tmp_rejects (source text, reason text, record text) ON COMMIT DROP;
 
 -- name: insert_rejects
 INSERT INTO ozon_reject (account, run_id, source, reason, record)

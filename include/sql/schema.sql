@@ -127,12 +127,32 @@ CREATE TABLE IF NOT EXISTS ozon_reject (
 );
 CREATE INDEX IF NOT EXISTS ozon_reject_run ON ozon_reject (account, run_id);
 
+-- Version 2: a row whose new value Ozon sent was rejected keeps its last good value, marked with the
+-- as-of of the last load that confirmed it (NULL: the value is the source's latest). See README,
+-- "Validation".
+-- Guarded by the version row, so a schema check on every run takes no table lock once it is done.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM ozon_schema_version WHERE version = 2) THEN
+        ALTER TABLE ozon_stock_by_type_history ADD COLUMN IF NOT EXISTS held_as_of timestamptz;
+        ALTER TABLE ozon_stock_by_warehouse_history ADD COLUMN IF NOT EXISTS held_as_of timestamptz;
+        CREATE INDEX IF NOT EXISTS ozon_stock_by_type_held
+            ON ozon_stock_by_type_history (account) WHERE valid_to IS NULL AND held_as_of IS NOT NULL;
+        CREATE INDEX IF NOT EXISTS ozon_stock_by_warehouse_held
+            ON ozon_stock_by_warehouse_history (account) WHERE valid_to IS NULL AND held_as_of IS NOT NULL;
+        INSERT INTO ozon_schema_version (version) VALUES (2);
+    END IF;
+END
+$$;
+
 CREATE OR REPLACE VIEW ozon_stock_by_type AS
-SELECT account, product_id, sku, stock_type, shipment_type, present, reserved, valid_from AS changed_at
+SELECT account, product_id, sku, stock_type, shipment_type, present, reserved, valid_from AS changed_at,
+       held_as_of
 FROM ozon_stock_by_type_history WHERE valid_to IS NULL;
 
 CREATE OR REPLACE VIEW ozon_stock_by_warehouse AS
-SELECT account, sku, warehouse_name, warehouse_id, free_to_sell, promised, reserved, valid_from AS changed_at
+SELECT account, sku, warehouse_name, warehouse_id, free_to_sell, promised, reserved, valid_from AS changed_at,
+       held_as_of
 FROM ozon_stock_by_warehouse_history WHERE valid_to IS NULL;
 
 -- The old system's table, kept queryable: source 'Ozon' = v4 stock by type (stock_type 'FBO',

@@ -21,9 +21,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ozon_inventory.sources import REGISTRY, REJECTS, ModelFile, SourceSpec
 from ozon_inventory.sql import sql_dir, statements
 from ozon_inventory.staging import StagingArea
-from ozon_inventory.validate import ValidationReport
+from ozon_inventory.validate import LoadedState, SourceReport, ValidationReport
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,12 @@ def ensure_schema(conn: Any) -> None:
         cur.execute(ddl)
 
 
-def previous_counts(conn: Any, account: str) -> dict[str, int]:
-    """Rows of the account's last good snapshot per source (products for ``stocks``)."""
+def previous_counts(conn: Any, account: str) -> dict[str, LoadedState]:
+    """What the account has loaded per source: as-of time, rows and products (the shrink guard's base)."""
     with conn.cursor() as cur:
-        cur.execute("SELECT source, rows, products FROM ozon_source_state WHERE account = %s", (account,))
+        cur.execute(statements("load")["source_state"], {"account": account})
         found = {
-            source: (products if source == "stocks" else rows) for source, rows, products in cur.fetchall()
+            source: LoadedState(as_of, rows, products) for source, as_of, rows, products in cur.fetchall()
         }
     conn.commit()
     return found
@@ -69,13 +70,6 @@ class LoadResult:
         return asdict(self)
 
 
-def _copy(cur: Any, table: str, staging: StagingArea, folder: str, name: str) -> None:
-    with staging.open_binary(folder, name) as handle, cur.copy(f"COPY {table} FROM STDIN") as copy:
-        while chunk := handle.read(_COPY_CHUNK):
-            copy.write(chunk)
-    cur.execute(f"ANALYZE {table}")
-
-
 def load_run(
     conn: Any,
     staging: StagingArea,
@@ -86,79 +80,187 @@ def load_run(
     """Apply the run's model files for ``staging.account``; commit once, or not at all."""
     started = time.monotonic()
     sql = statements("load")
-    account = staging.account
-    ok = [s for s, r in report.sources.items() if r.status == "ok"]
-    result = LoadResult(account, run_id, "complete", False, missing=report.missing, rejects=report.rejects)
-    result.mismatches = report.mismatches
+    result = LoadResult(
+        staging.account,
+        run_id,
+        "complete",
+        bool(report.missing),
+        missing=report.missing,
+        rejects=report.rejects,
+        mismatches=report.mismatches,
+    )
+    base = {"account": staging.account, "run_id": run_id}
     with conn.transaction(), conn.cursor() as cur:
-        base = {"account": account, "run_id": run_id}
         cur.execute(sql["lock_account"], base)
         cur.execute(sql["bulk_plans"])
-        cur.execute(sql["source_state"], base)
-        state = {row[0]: row[1] for row in cur.fetchall()}
-        for source in ok:
-            as_of = datetime.fromisoformat(report.sources[source].as_of)
-            if source in state and state[source] > as_of:
-                result.stale.append(source)
-                log.warning(
-                    "%s of run %s is from %s, older than the loaded %s: not applied",
-                    source,
-                    run_id,
-                    as_of,
-                    state[source],
-                )
+        loaded = _loaded_as_of(cur, sql, base)
+        for spec in REGISTRY:
+            source = report.sources.get(spec.name)
+            if source is None or source.status != "ok":
                 continue
-            params = base | {"as_of": as_of}
-            if source == "stocks":
-                _apply_stocks(cur, sql, staging, params, result)
-            elif source == "warehouse_stocks":
-                _apply_warehouse_stocks(cur, sql, staging, params, result)
-            else:
-                _apply_warehouses(cur, sql, staging, params, "seller")
-            src = report.sources[source]
-            cur.execute(
-                sql["upsert_source_state"],
-                params
-                | {"source": source, "method": src.method, "rows": src.rows_valid, "products": src.products},
-            )
-            result.applied.append(source)
-
-        cur.execute(sql["delete_run_rejects"], base)
-        cur.execute(sql["temp_rejects"])
-        _copy(cur, "tmp_rejects", staging, "validated", "rejects.tsv")
-        cur.execute(sql["insert_rejects"], base)
-
-        result.degraded = bool(result.missing)
+            as_of = datetime.fromisoformat(str(source.as_of))
+            if _is_stale(spec.name, as_of, loaded.get(spec.name), staging, run_id):
+                result.stale.append(spec.name)
+                continue
+            params = base | {"as_of": as_of, "held_as_of": loaded.get(spec.name, as_of)}
+            _apply_source(cur, sql, staging, spec, source, params, result)
+        _load_rejects(cur, sql, staging, base)
         result.status = "degraded" if result.degraded else ("stale" if not result.applied else "complete")
-        result.counts = _counts(cur, account)
+        result.counts = _counts(cur, sql, base)
         result.duration_s = round(time.monotonic() - started, 3)
-        sources = {s: asdict(r) for s, r in report.sources.items()}
-        cur.execute(
-            sql["upsert_run"],
-            base
-            | {
-                "run_key": staging.run_key,
-                "status": result.status,
-                "degraded": result.degraded,
-                "missing": result.missing,
-                "applied": result.applied,
-                "stale": result.stale,
-                "products": result.counts["products"],
-                "stock_rows": result.counts["stock_rows"],
-                "warehouse_rows": result.counts["warehouse_rows"],
-                "warehouses": result.counts["warehouses"],
-                "rejects": result.rejects,
-                "mismatches": result.mismatches,
-                "history_opened": result.history_opened,
-                "history_closed": result.history_closed,
-                "sources": json.dumps(sources, ensure_ascii=False),
-                "durations": json.dumps((durations or {}) | {"load": result.duration_s}),
-            },
-        )
+        _record_run(cur, sql, base, staging.run_key, report, result, durations or {})
+    _log_result(result)
+    return result
+
+
+def _loaded_as_of(cur: Any, sql: dict[str, str], base: dict[str, Any]) -> dict[str, datetime]:
+    """The as-of time of each source the account has loaded (read under the account's lock)."""
+    cur.execute(sql["source_state"], base)
+    return {row[0]: row[1] for row in cur.fetchall()}
+
+
+def _is_stale(
+    source: str, as_of: datetime, loaded: datetime | None, staging: StagingArea, run_id: str
+) -> bool:
+    """A source older than what is loaded already (a backfill of an old archive) is not applied."""
+    if loaded is None or loaded <= as_of:
+        return False
+    log.warning(
+        "account %s, run %s: %s is from %s, older than the loaded %s: not applied",
+        staging.account,
+        run_id,
+        source,
+        as_of,
+        loaded,
+    )
+    return True
+
+
+def _apply_source(
+    cur: Any,
+    sql: dict[str, str],
+    staging: StagingArea,
+    spec: SourceSpec,
+    source: SourceReport,
+    params: dict[str, Any],
+    result: LoadResult,
+) -> None:
+    """Copy the source's files, keep its history change-only, run its statements, record its state."""
+    for file in spec.loads:
+        _copy(cur, sql, staging, file)
+    not_provided = sorted(spec.method_rows(str(source.method)).not_provided)
+    for table in spec.history:
+        _apply_history(cur, sql, table.name, params | {"not_provided": not_provided}, result)
+    for name in spec.apply:
+        cur.execute(sql[name], params)
+    cur.execute(
+        sql["upsert_source_state"],
+        params
+        | {
+            "source": spec.name,
+            "method": source.method,
+            "rows": source.rows_valid,
+            "products": source.products,
+        },
+    )
+    result.applied.append(spec.name)
+
+
+def _copy(cur: Any, sql: dict[str, str], staging: StagingArea, file: ModelFile) -> None:
+    """Create ``file``'s temp table and COPY the file into it, columns named from its declaration."""
+    cur.execute(sql[f"temp_{file.name}"])
+    with staging.open_binary(file.folder, file.file) as handle, cur.copy(file.copy_sql()) as copy:
+        while chunk := handle.read(_COPY_CHUNK):
+            copy.write(chunk)
+    cur.execute(f"ANALYZE {file.table}")
+
+
+def _apply_history(
+    cur: Any, sql: dict[str, str], name: str, params: dict[str, Any], result: LoadResult
+) -> None:
+    """Close the current rows that changed or vanished and open rows for the new values.
+
+    The first snapshot of an account opens every row straight from the temp table; later ones
+    diff against the current rows once and touch only what changed. Held keys (their new value was
+    rejected) keep their current row, marked; a held row confirmed by this run is unmarked.
+    """
+    cur.execute(sql[f"has_current_{name}"], params)
+    if not cur.fetchone()[0]:
+        cur.execute(sql[f"first_{name}"], params)
+        result.history_opened += cur.rowcount
+        return
+    cur.execute(sql[f"has_held_{name}"], params)
+    if cur.fetchone()[0]:
+        cur.execute(sql[f"confirm_{name}"], params)
+    cur.execute(sql[f"diff_{name}"], params)
+    cur.execute(sql[f"close_{name}"], params)
+    result.history_closed += cur.rowcount
+    cur.execute(sql[f"open_{name}"], params)
+    result.history_opened += cur.rowcount
+    cur.execute(sql[f"hold_{name}"], params)
+
+
+def _load_rejects(cur: Any, sql: dict[str, str], staging: StagingArea, base: dict[str, Any]) -> None:
+    """Replace the run's rejects (a repeated load of the run stores them once)."""
+    cur.execute(sql["delete_run_rejects"], base)
+    _copy(cur, sql, staging, REJECTS)
+    cur.execute(sql["insert_rejects"], base)
+
+
+def _counts(cur: Any, sql: dict[str, str], base: dict[str, Any]) -> dict[str, int]:
+    """The account's current snapshot sizes: each source's ledger figures from its loaded state
+    (no scan of the big tables), and the warehouses."""
+    cur.execute(sql["source_state"], base)
+    state = {source: {"rows": rows, "products": products} for source, _, rows, products in cur.fetchall()}
+    counts = {figure: 0 for spec in REGISTRY for figure in spec.counts}
+    for spec in REGISTRY:
+        for figure, kind in spec.counts.items():
+            counts[figure] = state.get(spec.name, {}).get(kind, 0)
+    cur.execute(sql["count_warehouses"], base)
+    counts["warehouses"], counts["ozon_warehouses"] = cur.fetchone()
+    return counts
+
+
+def _record_run(
+    cur: Any,
+    sql: dict[str, str],
+    base: dict[str, Any],
+    run_key: str,
+    report: ValidationReport,
+    result: LoadResult,
+    durations: dict[str, float],
+) -> None:
+    """The run's ledger row (one per account and run; a repeated load updates it)."""
+    sources = {s: asdict(r) for s, r in report.sources.items()}
+    cur.execute(
+        sql["upsert_run"],
+        base
+        | {
+            "run_key": run_key,
+            "status": result.status,
+            "degraded": result.degraded,
+            "missing": result.missing,
+            "applied": result.applied,
+            "stale": result.stale,
+            "products": result.counts.get("products", 0),
+            "stock_rows": result.counts.get("stock_rows", 0),
+            "warehouse_rows": result.counts.get("warehouse_rows", 0),
+            "warehouses": result.counts["warehouses"],
+            "rejects": result.rejects,
+            "mismatches": result.mismatches,
+            "history_opened": result.history_opened,
+            "history_closed": result.history_closed,
+            "sources": json.dumps(sources, ensure_ascii=False),
+            "durations": json.dumps(durations | {"load": result.duration_s}),
+        },
+    )
+
+
+def _log_result(result: LoadResult) -> None:
     log.info(
         "loaded account %s run %s: %s, applied %s, stale %s, missing %s, history +%d/-%d, counts %s",
-        account,
-        run_id,
+        result.account,
+        result.run_id,
         result.status,
         result.applied,
         result.stale,
@@ -167,77 +269,3 @@ def load_run(
         result.history_closed,
         result.counts,
     )
-    return result
-
-
-def _apply_stocks(
-    cur: Any, sql: dict[str, str], staging: StagingArea, params: dict, result: LoadResult
-) -> None:
-    cur.execute(sql["temp_stock_by_type"])
-    cur.execute(sql["temp_products"])
-    _copy(cur, "tmp_stock_by_type", staging, "model", "stock_by_type.tsv")
-    _copy(cur, "tmp_products", staging, "model", "products.tsv")
-    _apply_history(cur, sql, "stock_by_type", params, result)
-    cur.execute(sql["upsert_products"], params)
-    cur.execute(sql["delete_vanished_products"], params)
-    cur.execute(sql["upsert_skus"], params)
-    cur.execute(sql["delete_vanished_skus"], params)
-
-
-def _apply_warehouse_stocks(
-    cur: Any, sql: dict[str, str], staging: StagingArea, params: dict, result: LoadResult
-) -> None:
-    cur.execute(sql["temp_stock_by_warehouse"])
-    _copy(cur, "tmp_stock_by_warehouse", staging, "model", "stock_by_warehouse.tsv")
-    _apply_history(cur, sql, "stock_by_warehouse", params, result)
-    _apply_warehouses(cur, sql, staging, params, "ozon")
-
-
-def _apply_history(cur: Any, sql: dict[str, str], name: str, params: dict, result: LoadResult) -> None:
-    """Close the current rows that changed or vanished and open rows for the new values.
-
-    The first snapshot of an account opens every row straight from the temp table; later ones
-    diff against the current rows once and touch only what changed.
-    """
-    cur.execute(sql[f"has_current_{name}"], params)
-    if not cur.fetchone()[0]:
-        cur.execute(sql[f"first_{name}"], params)
-        result.history_opened += cur.rowcount
-        return
-    cur.execute(sql[f"diff_{name}"], params)
-    cur.execute(sql[f"close_{name}"], params)
-    result.history_closed += cur.rowcount
-    cur.execute(sql[f"open_{name}"], params)
-    result.history_opened += cur.rowcount
-
-
-def _apply_warehouses(cur: Any, sql: dict[str, str], staging: StagingArea, params: dict, kind: str) -> None:
-    cur.execute("SELECT to_regclass('pg_temp.tmp_warehouses') IS NOT NULL")
-    if not cur.fetchone()[0]:
-        cur.execute(sql["temp_warehouses"])
-        _copy(cur, "tmp_warehouses", staging, "model", "warehouses.tsv")
-    cur.execute(sql["upsert_warehouses"], params | {"kind": kind})
-    cur.execute(sql["delete_vanished_warehouses"], params | {"kind": kind})
-
-
-def _counts(cur: Any, account: str) -> dict[str, int]:
-    """The account's current snapshot sizes, from the per-source state (no scan of the big tables)."""
-    cur.execute(
-        """
-        SELECT coalesce(max(products) FILTER (WHERE source = 'stocks'), 0),
-               coalesce(max(rows) FILTER (WHERE source = 'stocks'), 0),
-               coalesce(max(rows) FILTER (WHERE source = 'warehouse_stocks'), 0),
-               (SELECT count(*) FROM ozon_warehouse WHERE account = %(a)s),
-               (SELECT count(*) FROM ozon_warehouse WHERE account = %(a)s AND kind = 'ozon')
-        FROM ozon_source_state WHERE account = %(a)s
-        """,
-        {"a": account},
-    )
-    products, stock_rows, warehouse_rows, warehouses, ozon = cur.fetchone()
-    return {
-        "products": products,
-        "stock_rows": stock_rows,
-        "warehouse_rows": warehouse_rows,
-        "warehouses": warehouses,
-        "ozon_warehouses": ozon,
-    }

@@ -1,26 +1,25 @@
-"""Merge the validated sources into one model: product ↔ SKU per stock type ↔ warehouse.
+"""Merge the validated sources into one model: the joins that span two sources.
 
-Reads ``validated/`` and writes ``model/``, one COPY-ready file per table, columns in table order:
+Validate already writes each source's facts in their final, COPY-ready shape into ``model/``
+(``sources.py`` declares every file and its columns); what needs a second source is declared in
+``sources.JOINS`` and built here. Today that is one join: ``products.tsv`` (product_id, offer_id,
+name) from the v4 items (``validated/product_skus.tsv``), each product named after the first of its
+SKUs that the analytics answer names (``validated/item_names.tsv``). A product whose analytics rows
+are missing gets no name (NULL), and the load keeps the name it had.
 
-- ``products.tsv``: product_id, offer_id, name (the name comes from the analytics answer);
-- ``stock_by_type.tsv``: product_id, sku, stock_type, shipment_type, present, reserved;
-- ``stock_by_warehouse.tsv``: sku, warehouse_name, warehouse_id, free_to_sell, promised, reserved;
-- ``warehouses.tsv``: kind, warehouse_id, name, is_rfbs, status, working_days, cluster_id, cluster_name.
-  Ozon's warehouses come by name from the analytics rows (with ids when ``/v1/analytics/stocks``
-  gave them); the seller's own FBS/rFBS warehouses by id from the warehouse list.
-
-Rows of different sources join on the SKU; a source missing from the run is simply absent here,
-and ``load`` keeps that source's last good rows.
+A source missing from the run is simply absent here, and ``load`` keeps that source's last good rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ozon_inventory.rules import NULL
+from ozon_inventory.sources import JOINS, REGISTRY, Join, ModelFile, owner
 from ozon_inventory.staging import StagingArea
-from ozon_inventory.validate import NULL, ValidationReport
+from ozon_inventory.validate import ValidationReport
 
 _BATCH = 5000
 
@@ -30,78 +29,54 @@ class MergeResult:
     account: str
     run_key: str
     files: dict[str, int] = field(default_factory=dict)  # model file -> rows
-    ozon_warehouses: int = 0
-    seller_warehouses: int = 0
+    duration_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _rewrite(staging: StagingArea, source: str, target: str, row: Callable[[list[str]], str]) -> int:
-    """Stream ``validated/source`` through ``row`` into ``model/target``; return the rows written."""
+def merge_run(staging: StagingArea, report: ValidationReport) -> MergeResult:
+    """Write the joined model files for the sources the report marks ``ok``; list every model file."""
+    started = time.monotonic()
+    result = MergeResult(staging.account, staging.run_key)
+    ok = set(report.ok)
+    for spec in REGISTRY:
+        if spec.name in ok:
+            written = report.sources[spec.name].files
+            result.files.update({f.file: written.get(f.file, 0) for f in spec.writes if f.folder == "model"})
+    for join in JOINS:
+        if owner(join.base) not in ok:
+            continue
+        lookup = _lookup(staging, join.lookup) if owner(join.lookup) in ok else {}
+        result.files[join.target.file] = _join(staging, join, lookup)
+    result.duration_s = round(time.monotonic() - started, 3)
+    staging.write_json("model", "merge.json", result.as_dict())
+    return result
+
+
+def _lookup(staging: StagingArea, file: ModelFile) -> dict[str, str]:
+    """A two-column file as key -> value."""
+    with staging.open_read(file.folder, file.file) as handle:
+        return dict(line.rstrip("\n").split("\t", 1) for line in handle)
+
+
+def _join(staging: StagingArea, join: Join, lookup: dict[str, str]) -> int:
+    """Stream ``join.base`` into ``join.target`` with the keys column replaced; return the rows written."""
+    keys_at = join.base.columns.index(join.keys)
+    take = [join.base.columns.index(c) if c in join.base.columns else -1 for c in join.target.columns]
     count = 0
-    with staging.open_read("validated", source) as src, staging.open_write("model", target) as out:
+    with (
+        staging.open_read(join.base.folder, join.base.file) as src,
+        staging.open_write(join.target.folder, join.target.file) as out,
+    ):
         lines: list[str] = []
         for line in src:
-            lines.append(row(line.rstrip("\n").split("\t")))
+            values = line.rstrip("\n").split("\t")
+            found = next((lookup[k] for k in values[keys_at].split(",") if k in lookup), NULL)
+            lines.append("\t".join(values[i] if i >= 0 else found for i in take) + "\n")
             count += 1
             if len(lines) >= _BATCH:
                 out.write("".join(lines))
                 lines.clear()
         out.write("".join(lines))
     return count
-
-
-def merge_run(staging: StagingArea, report: ValidationReport) -> MergeResult:
-    """Write ``model/`` from ``validated/`` for the sources the report marks ``ok``."""
-    result = MergeResult(staging.account, staging.run_key)
-    ok = {s for s, r in report.sources.items() if r.status == "ok"}
-    names: dict[int, str] = {}
-    ozon_whs: dict[str, tuple[str, str, str]] = {}
-
-    if "warehouse_stocks" in ok:
-
-        def warehouse_row(fields: list[str]) -> str:
-            sku, wh_name, wh_id, _code, item_name, free, promised, reserved, cl_id, cl_name = fields
-            if item_name:
-                names.setdefault(int(sku), item_name)
-            if wh_name not in ozon_whs or (wh_id != NULL and ozon_whs[wh_name][0] == NULL):
-                ozon_whs[wh_name] = (wh_id, cl_id, cl_name)
-            return f"{sku}\t{wh_name}\t{wh_id}\t{free}\t{promised}\t{reserved}\n"
-
-        result.files["stock_by_warehouse.tsv"] = _rewrite(
-            staging, "warehouse_stocks.tsv", "stock_by_warehouse.tsv", warehouse_row
-        )
-
-    if "stocks" in ok:
-        products: dict[str, tuple[str, str]] = {}
-
-        def type_row(fields: list[str]) -> str:
-            product_id, offer_id, sku, stype, shipment, present, reserved = fields
-            known = products.get(product_id)
-            if known is None or (not known[1] and int(sku) in names):
-                products[product_id] = (offer_id, names.get(int(sku), ""))
-            return f"{product_id}\t{sku}\t{stype}\t{shipment}\t{present}\t{reserved}\n"
-
-        result.files["stock_by_type.tsv"] = _rewrite(staging, "stocks.tsv", "stock_by_type.tsv", type_row)
-        with staging.open_write("model", "products.tsv") as out:
-            out.write("".join(f"{pid}\t{offer}\t{name or NULL}\n" for pid, (offer, name) in products.items()))
-        result.files["products.tsv"] = len(products)
-
-    wh_lines = []
-    if "warehouse_stocks" in ok:
-        for name, (wh_id, cl_id, cl_name) in ozon_whs.items():
-            wh_lines.append(f"ozon\t{wh_id}\t{name}\t{NULL}\t{NULL}\t{NULL}\t{cl_id}\t{cl_name}\n")
-        result.ozon_warehouses = len(ozon_whs)
-    if "warehouses" in ok:
-        with staging.open_read("validated", "warehouses.tsv") as src:
-            for line in src:
-                wh_id, name, is_rfbs, status, days = line.rstrip("\n").split("\t")
-                wh_lines.append(f"seller\t{wh_id}\t{name}\t{is_rfbs}\t{status}\t{days}\t{NULL}\t{NULL}\n")
-                result.seller_warehouses += 1
-    if "warehouse_stocks" in ok or "warehouses" in ok:
-        with staging.open_write("model", "warehouses.tsv") as out:
-            out.write("".join(wh_lines))
-        result.files["warehouses.tsv"] = len(wh_lines)
-    staging.write_json("model", "merge.json", result.as_dict())
-    return result

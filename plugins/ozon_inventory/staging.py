@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from ozon_inventory.exceptions import StagingError, StagingWriteError
+from ozon_inventory.sources import SOURCES
 
-SOURCES = ("stocks", "warehouse_stocks", "warehouses")
+__all__ = ["MANIFEST", "SOURCES", "Manifest", "StagingArea", "purge_older_than", "run_key_for", "safe_part"]
 MANIFEST = "manifest.json"
 _SAFE = re.compile(r"[^A-Za-z0-9._=-]+")
 

@@ -1,14 +1,18 @@
-"""Validate the staged answers of one account's run: typed, COPY-ready rows plus rejects with reasons.
+"""Validate the staged answers of one account's run: typed, COPY-ready files plus rejects with reasons.
 
-The rules are about values, not characters: SKUs and ids are int64 (JSON numbers or strings),
-quantities non-negative integers; offer ids, item names and warehouse names may hold any Unicode,
-punctuation, underscores or asterisks and are never flagged for "special characters". A row that
-breaks a rule goes to ``rejects.tsv`` with its source, reason and raw record; it is never dropped
-silently and never fails the run. Unknown fields and enum values are kept and counted.
+For each source of the registry (``sources.py``) that was fetched, every row of every staged answer
+goes through the row validator of the method that fetched it, and the source's files are written as
+its spec declares them. The value rules (``rules.py``) are about values, not characters: SKUs and
+ids are int64 (JSON numbers or strings), quantities non-negative integers; offer ids, item names and
+warehouse names may hold any Unicode, punctuation, underscores or asterisks and are never flagged
+for "special characters". A row that breaks a rule goes to ``rejects.tsv`` with its source, reason
+and raw record; it is never dropped silently and never fails the run. Unknown fields and enum values
+are kept and counted.
 
 Two checks look at the whole snapshot: the shrink guard (far fewer products or rows than the
-account's last good snapshot fails, so a partial answer never wipes good data) and the cross-source
-check (per FBO SKU, warehouse-level stock against v4 stock; counted, not fatal).
+account's last good snapshot fails, so a partial answer never wipes good data; a source older than
+what is loaded is not compared, since load will not apply it) and the declared cross-source checks
+(counted, not fatal).
 """
 
 from __future__ import annotations
@@ -16,128 +20,49 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any, TextIO
 
 from ozon_inventory.exceptions import ShrinkGuardError, StagingError
-from ozon_inventory.methods import V1_ANALYTICS_STOCKS, V1_WAREHOUSE_LIST
-from ozon_inventory.staging import SOURCES, Manifest, StagingArea
+from ozon_inventory.methods import OzonMethod, method
+from ozon_inventory.rules import (
+    INT64,
+    NULL,
+    QUANTITY,
+    Reject,
+    as_int,
+    as_key,
+    as_label,
+    as_text,
+    copy_text,
+    printable,
+    record_json,
+    working_days,
+)
+from ozon_inventory.sources import CHECKS, REGISTRY, REJECTS, CrossCheck, ModelFile, SourceSpec
+from ozon_inventory.staging import Manifest, StagingArea
+
+__all__ = [
+    "INT64",
+    "NULL",
+    "QUANTITY",
+    "LoadedState",
+    "Reject",
+    "SourceReport",
+    "ValidationReport",
+    "as_int",
+    "as_key",
+    "as_label",
+    "as_text",
+    "validate_run",
+    "working_days",
+]
 
 log = logging.getLogger(__name__)
 
-INT64 = (1, 2**63 - 1)
-QUANTITY = (0, 2**31 - 1)
-STOCK_TYPES = frozenset({"fbo", "fbs", "rfbs", "fbp"})
-SHIPMENT_TYPES = frozenset({"SHIPMENT_TYPE_GENERAL", "SHIPMENT_TYPE_BOX", "SHIPMENT_TYPE_PALLET"})
-WAREHOUSE_STATUSES = frozenset({"new", "created", "disabled", "blocked", "disabled_due_to_limit", "error"})
-_DAYS = {"MONDAY": 1, "TUESDAY": 2, "WEDNESDAY": 3, "THURSDAY": 4, "FRIDAY": 5, "SATURDAY": 6, "SUNDAY": 7}
-
-KNOWN_FIELDS = {
-    "stocks.item": frozenset({"offer_id", "product_id", "stocks"}),
-    "stocks.stock": frozenset({"present", "reserved", "shipment_type", "sku", "type", "warehouse_ids"}),
-    "warehouse_stocks.v2": frozenset(
-        {
-            "sku",
-            "warehouse_name",
-            "item_code",
-            "item_name",
-            "promised_amount",
-            "free_to_sell_amount",
-            "reserved_amount",
-            "idc",
-        }
-    ),
-    "warehouse_stocks.v1": frozenset(
-        {
-            "sku",
-            "offer_id",
-            "name",
-            "warehouse_id",
-            "warehouse_name",
-            "cluster_id",
-            "cluster_name",
-            "macrolocal_cluster_id",
-            "available_stock_count",
-            "valid_stock_count",
-            "waiting_docs_stock_count",
-            "expiring_stock_count",
-            "transit_defect_stock_count",
-            "stock_defect_stock_count",
-            "excess_stock_count",
-            "other_stock_count",
-            "requested_stock_count",
-            "transit_stock_count",
-            "return_from_customer_stock_count",
-            "return_to_seller_stock_count",
-            "ads",
-            "ads_cluster",
-            "idc",
-            "idc_cluster",
-            "days_without_sales",
-            "days_without_sales_cluster",
-            "turnover_grade",
-            "turnover_grade_cluster",
-            "item_tags",
-        }
-    ),
-}
-
-_ESCAPE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-NULL = "\\N"
-
-
-class Reject(ValueError):
-    """A row that breaks a rule; the message is the reason stored with it."""
-
-
-def as_int(value: Any, name: str, bounds: tuple[int, int]) -> int:
-    """An integer from a JSON number or a string of digits, within ``bounds``."""
-    if type(value) is int:
-        number = value
-    elif (isinstance(value, str) and value.strip().lstrip("-").isdigit()) or (
-        isinstance(value, float) and value.is_integer()
-    ):
-        number = int(value)
-    else:
-        raise Reject(f"{name} is not an integer: {value!r}")
-    if not bounds[0] <= number <= bounds[1]:
-        raise Reject(f"{name} out of range {bounds[0]}..{bounds[1]}: {number}")
-    return number
-
-
-def as_text(value: Any, name: str, required: bool = True) -> str:
-    """Text for a COPY field: any Unicode is fine; only a missing value or a NUL byte is not."""
-    if value is None:
-        if required:
-            raise Reject(f"{name} is missing")
-        return ""
-    if not isinstance(value, str):
-        raise Reject(f"{name} is not a string: {value!r}")
-    if required and not value.strip():
-        raise Reject(f"{name} is empty")
-    if "\x00" in value:
-        if required:  # a key field: storing it altered would mis-key the row
-            raise Reject(f"{name} holds a NUL character, which PostgreSQL text cannot store")
-        value = value.replace("\x00", "\ufffd")  # descriptive text: keep the row, mark the spot
-    return value.translate(_ESCAPE)
-
-
-def working_days(value: Any) -> str:
-    """``working_days`` as ints, digit strings or day names (v2) → "1,2,3"."""
-    if value is None:
-        return ""
-    if not isinstance(value, list):
-        raise Reject(f"working_days is not an array: {value!r}")
-    days = []
-    for day in value:
-        if isinstance(day, str) and day.upper() in _DAYS:
-            days.append(_DAYS[day.upper()])
-        elif isinstance(day, str) and day.upper() == "UNSPECIFIED":
-            continue
-        else:
-            days.append(as_int(day, "working_days[]", (1, 7)))
-    return ",".join(str(d) for d in sorted(set(days)))
+_FLUSH = 5000
 
 
 @dataclass
@@ -149,10 +74,12 @@ class SourceReport:
     rows_in: int = 0
     rows_valid: int = 0
     rejects: int = 0
+    held: int = 0  # rejected rows whose key was readable: their last good values are kept
     products: int = 0
     unknown_fields: dict[str, int] = field(default_factory=dict)
     unknown_values: dict[str, int] = field(default_factory=dict)
     requests: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, int] = field(default_factory=dict)  # file written -> lines
 
 
 @dataclass
@@ -169,6 +96,10 @@ class ValidationReport:
         return [s for s, r in self.sources.items() if r.status != "ok"]
 
     @property
+    def ok(self) -> list[str]:
+        return [s for s, r in self.sources.items() if r.status == "ok"]
+
+    @property
     def rejects(self) -> int:
         return sum(r.rejects for r in self.sources.values())
 
@@ -180,271 +111,254 @@ class ValidationReport:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ValidationReport:
-        sources = {k: SourceReport(**v) for k, v in data["sources"].items()}
+        fields = SourceReport.__dataclass_fields__
+        sources = {
+            k: SourceReport(**{f: x for f, x in v.items() if f in fields}) for k, v in data["sources"].items()
+        }
         keep = {k: data[k] for k in ("mismatches", "mismatch_examples", "cross_checked_skus") if k in data}
         return cls(data["account"], data["run_key"], sources, **keep)
 
 
-class _Writer:
-    """Collects valid lines and rejects of one source, counting unknown fields and values."""
+@dataclass(frozen=True)
+class LoadedState:
+    """What the account has loaded of one source: its as-of time and counts (``ozon_source_state``)."""
 
-    def __init__(self, out: TextIO, rejects: TextIO, source: str, report: SourceReport):
-        self.out, self.rejects_out, self.source, self.report = out, rejects, source, report
+    as_of: datetime
+    rows: int
+    products: int
+
+
+class _Writer:
+    """The files, rejects and counters of one source's validation (a ``sources.RowSink``)."""
+
+    def __init__(
+        self,
+        staging: StagingArea,
+        spec: SourceSpec,
+        report: SourceReport,
+        rejects: TextIO,
+        known_fields: Mapping[str, frozenset[str]],
+    ):
+        self.staging, self.spec, self.report, self.rejects_out = staging, spec, report, rejects
+        self.known_fields = known_fields
+        self.seen: set[Hashable] = set()
+        self.products: set[Hashable] = set()
         self.unknown_fields: Counter[str] = Counter()
         self.unknown_values: Counter[str] = Counter()
+        self._buffers: dict[str, list[tuple[str, ...]]] = {f.name: [] for f in spec.writes}
+        self._keyed: dict[str, dict[Hashable, tuple[Any, ...]]] = {}
+        self._tallies: dict[str, dict[int, int]] = {}
+        self._counts: dict[str, int] = dict.fromkeys(self._buffers, 0)
+        self._handles: dict[str, TextIO] = {}
 
-    def reject(self, reason: str, record: Any) -> None:
-        self.report.rejects += 1
-        # jsonb cannot hold \u0000: keep it visible as the six characters instead
-        raw = json.dumps(record, ensure_ascii=False, default=str).replace("\\u0000", "\\\\u0000")
-        self.rejects_out.write(f"{self.source}\t{reason.translate(_ESCAPE)}\t{raw.translate(_ESCAPE)}\n")
+    def __enter__(self) -> _Writer:
+        for file in self.spec.writes:
+            self._handles[file.name] = self.staging.open_write(file.folder, file.file)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles.values():
+            handle.close()
+
+    # -- RowSink ---------------------------------------------------------------------------------
+
+    def emit(self, file: ModelFile, values: tuple[str, ...]) -> None:
+        buffer = self._buffers[file.name]
+        buffer.append(values)
+        if len(buffer) >= _FLUSH:
+            self._flush(file.name)
+
+    def keyed(self, file: ModelFile) -> dict[Hashable, tuple[Any, ...]]:
+        lines = self._keyed.get(file.name)
+        if lines is None:
+            lines = self._keyed[file.name] = {}
+        return lines
+
+    def tally(self, name: str) -> dict[int, int]:
+        sums = self._tallies.get(name)
+        if sums is None:
+            sums = self._tallies[name] = {}
+        return sums
 
     def fields(self, kind: str, record: dict[str, Any]) -> None:
-        known = KNOWN_FIELDS[kind]
+        known = self.known_fields[kind]
         if known.issuperset(record):  # the common case costs one C-level check
             return
         for key in record:
             if key not in known:
-                self.unknown_fields[f"{kind}.{key}"] += 1
+                self.unknown_fields[f"{kind}.{printable(str(key))}"] += 1
 
-    def finish(self) -> None:
+    def unknown_value(self, what: str) -> None:
+        self.unknown_values[what] += 1
+
+    # -- the engine's side -----------------------------------------------------------------------
+
+    def reject(self, reason: str, record: Any) -> None:
+        self.report.rejects += 1
+        line = f"{self.spec.name}\t{copy_text(printable(reason))}\t{copy_text(record_json(record))}\n"
+        self.rejects_out.write(line)
+
+    def _flush(self, name: str) -> None:
+        buffer = self._buffers[name]
+        if buffer:
+            self._handles[name].write("".join(["\t".join(values) + "\n" for values in buffer]))
+            self._counts[name] += len(buffer)
+            buffer.clear()
+
+    def finish(self) -> dict[str, dict[int, int]]:
+        """Write what is left; fill the report; return the tallies for the cross-source checks."""
+        for name, lines in self._keyed.items():
+            self._buffers[name].extend(
+                tuple(v if isinstance(v, str) else ",".join(v) for v in values) for values in lines.values()
+            )
+        for name in self._buffers:
+            self._flush(name)
+        files = {f.name: f.file for f in self.spec.writes}
+        self.report.files = {files[name]: count for name, count in self._counts.items()}
+        self.report.rows_valid = self._counts[self.spec.rows.name]
+        self.report.held = sum(self._counts[f.name] for f in self.spec.holds)
+        self.report.products = len(self.products)
         self.report.unknown_fields = dict(self.unknown_fields)
         self.report.unknown_values = dict(self.unknown_values)
         if self.unknown_fields or self.unknown_values:
             log.info(
                 "%s: kept unknown fields %s and values %s",
-                self.source,
+                self.spec.name,
                 self.report.unknown_fields,
                 self.report.unknown_values,
             )
+        return self._tallies
 
 
-def _each_record(staging: StagingArea, manifest: Manifest, extract: Callable[[dict], list[Any]]):
+def _where(staging: StagingArea) -> str:
+    return f"account {staging.account}, run {staging.run_key}: "
+
+
+def _each_record(staging: StagingArea, manifest: Manifest, ozon: OzonMethod) -> Iterator[Any]:
+    """The rows of every staged answer, where ``methods.py`` says they sit."""
     for number, (name, raw) in enumerate(staging.pages(manifest)):
         try:
-            data = json.loads(raw)
-            records = extract(data)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            records = ozon.rows(json.loads(raw))
+        except (ValueError, RecursionError) as exc:
             raise StagingError(
-                f"staged answer {name} of {manifest.source} is not a valid answer: {exc}"
+                f"{_where(staging)}staged answer {staging.dir(manifest.source) / name} of {manifest.source} "
+                f"({manifest.method}) is not a valid answer: {exc}"
             ) from exc
         # pages after the first repeat the previous page's last rows (offset paging's overlap)
         yield from records[manifest.overlap :] if number else records
 
 
-def _validate_stocks(staging, manifest, w: _Writer, fbo_expected: dict[int, int]) -> None:
-    seen: set[tuple[int, str, str]] = set()
-    products: set[int] = set()
-    out_lines: list[str] = []
-    for item in _each_record(staging, manifest, lambda d: d.get("items") or []):
-        w.report.rows_in += 1
-        try:
-            if not isinstance(item, dict):
-                raise Reject("item is not an object")
-            w.fields("stocks.item", item)
-            product_id = as_int(item.get("product_id"), "product_id", INT64)
-            offer_id = as_text(item.get("offer_id"), "offer_id")
-            stocks = item.get("stocks") or []
-            if not isinstance(stocks, list):
-                raise Reject("stocks is not an array")
-        except Reject as exc:
-            w.reject(str(exc), item)
-            continue
-        products.add(product_id)
-        for stock in stocks:
-            try:
-                if not isinstance(stock, dict):
-                    raise Reject("stocks[] entry is not an object")
-                w.fields("stocks.stock", stock)
-                sku = as_int(stock.get("sku"), "sku", INT64)
-                stype = as_text(stock.get("type"), "type")
-                if stype not in STOCK_TYPES:
-                    w.unknown_values[f"type={stype}"] += 1
-                shipment = stock.get("shipment_type") or "SHIPMENT_TYPE_GENERAL"
-                shipment = as_text(shipment, "shipment_type")
-                if shipment not in SHIPMENT_TYPES:
-                    w.unknown_values[f"shipment_type={shipment}"] += 1
-                present = as_int(stock.get("present", 0), "present", QUANTITY)
-                reserved = as_int(stock.get("reserved", 0), "reserved", QUANTITY)
-                key = (sku, stype, shipment)
-                if key in seen:
-                    raise Reject(f"duplicate stock entry for sku {sku}, type {stype}, {shipment}")
-            except Reject as exc:
-                w.reject(
-                    str(exc),
-                    {"product_id": item.get("product_id"), "offer_id": item.get("offer_id"), "stock": stock},
-                )
-                continue
-            seen.add(key)
-            if stype == "fbo":
-                fbo_expected[sku] = fbo_expected.get(sku, 0) + present - reserved
-            out_lines.append(f"{product_id}\t{offer_id}\t{sku}\t{stype}\t{shipment}\t{present}\t{reserved}\n")
-            w.report.rows_valid += 1
-        if len(out_lines) >= 5000:
-            w.out.write("".join(out_lines))
-            out_lines.clear()
-    w.out.write("".join(out_lines))
-    w.report.products = len(products)
-
-
-def _validate_warehouse_stocks(staging, manifest, w: _Writer, fbo_actual: dict[int, int]) -> None:
-    v1 = manifest.method == V1_ANALYTICS_STOCKS
-    kind = "warehouse_stocks.v1" if v1 else "warehouse_stocks.v2"
-    extract = (
-        (lambda d: d.get("items") or []) if v1 else (lambda d: (d.get("result") or {}).get("rows") or [])
+def _validate_source(
+    staging: StagingArea, spec: SourceSpec, manifest: Manifest, rejects: TextIO
+) -> tuple[SourceReport, dict[str, dict[int, int]]]:
+    report = SourceReport(
+        "ok", manifest.method, manifest.as_of, manifest.fallback_from, requests=manifest.requests
     )
-    seen: set[tuple[int, str]] = set()
-    out_lines: list[str] = []
-    for row in _each_record(staging, manifest, extract):
-        w.report.rows_in += 1
-        try:
-            if not isinstance(row, dict):
-                raise Reject("row is not an object")
-            w.fields(kind, row)
-            sku = as_int(row.get("sku"), "sku", INT64)
-            name = as_text(row.get("warehouse_name"), "warehouse_name")
-            if v1:
-                wh_id = str(as_int(row.get("warehouse_id"), "warehouse_id", INT64))
-                code = as_text(row.get("offer_id"), "offer_id", required=False)
-                item_name = as_text(row.get("name"), "name", required=False)
-                free = as_int(row.get("available_stock_count", 0), "available_stock_count", QUANTITY)
-                promised = as_int(
-                    row.get("requested_stock_count", 0), "requested_stock_count", QUANTITY
-                ) + as_int(row.get("transit_stock_count", 0), "transit_stock_count", QUANTITY)
-                reserved = NULL
-                cluster_id = (
-                    str(as_int(row["cluster_id"], "cluster_id", INT64)) if row.get("cluster_id") else NULL
-                )
-                cluster_name = as_text(row.get("cluster_name"), "cluster_name", required=False) or NULL
-            else:
-                wh_id = NULL
-                code = as_text(row.get("item_code"), "item_code", required=False)
-                item_name = as_text(row.get("item_name"), "item_name", required=False)
-                free = as_int(row.get("free_to_sell_amount", 0), "free_to_sell_amount", QUANTITY)
-                promised = as_int(row.get("promised_amount", 0), "promised_amount", QUANTITY)
-                reserved = str(as_int(row.get("reserved_amount", 0), "reserved_amount", QUANTITY))
-                cluster_id = cluster_name = NULL
-            if (sku, name) in seen:
-                raise Reject(f"duplicate row for sku {sku} in warehouse {row.get('warehouse_name')!r}")
-        except Reject as exc:
-            w.reject(str(exc), row)
-            continue
-        seen.add((sku, name))
-        fbo_actual[sku] = fbo_actual.get(sku, 0) + free
-        out_lines.append(
-            f"{sku}\t{name}\t{wh_id}\t{code}\t{item_name}\t{free}\t{promised}\t{reserved}\t{cluster_id}\t{cluster_name}\n"
-        )
-        w.report.rows_valid += 1
-        if len(out_lines) >= 5000:
-            w.out.write("".join(out_lines))
-            out_lines.clear()
-    w.out.write("".join(out_lines))
-    w.report.products = len({sku for sku, _ in seen})
-
-
-def _validate_warehouses(staging, manifest, w: _Writer) -> None:
-    v1 = manifest.method == V1_WAREHOUSE_LIST
-    extract = (lambda d: d.get("result") or []) if v1 else (lambda d: d.get("warehouses") or [])
-    seen: set[int] = set()
-    for row in _each_record(staging, manifest, extract):
-        w.report.rows_in += 1
-        try:
-            if not isinstance(row, dict):
-                raise Reject("warehouse is not an object")
-            wh_id = as_int(row.get("warehouse_id"), "warehouse_id", INT64)
-            name = as_text(row.get("name"), "name")
-            status = as_text(row.get("status") or "", "status", required=False).lower()
-            if status and status not in WAREHOUSE_STATUSES:
-                w.unknown_values[f"status={status}"] += 1
-            is_rfbs = bool(row.get("is_rfbs"))
-            days = working_days(row.get("working_days"))
-            if wh_id in seen:
-                raise Reject(f"duplicate warehouse {wh_id}")
-        except Reject as exc:
-            w.reject(str(exc), row)
-            continue
-        seen.add(wh_id)
-        w.out.write(f"{wh_id}\t{name}\t{'t' if is_rfbs else 'f'}\t{status or NULL}\t{days}\n")
-        w.report.rows_valid += 1
+    rules = spec.method_rows(manifest.method, _where(staging))
+    validate_row = rules.validate
+    with _Writer(staging, spec, report, rejects, rules.known_fields) as writer:
+        rows_in = 0
+        for record in _each_record(staging, manifest, method(manifest.method)):
+            rows_in += 1
+            try:
+                validate_row(record, writer)
+            except Reject as exc:
+                writer.reject(str(exc), record)
+        report.rows_in = rows_in
+        tallies = writer.finish()
+    return report, tallies
 
 
 def validate_run(
     staging: StagingArea,
-    previous_rows: dict[str, int] | None = None,
+    previous: Mapping[str, LoadedState] | None = None,
     shrink_threshold: float = 0.5,
     allow_shrink: bool = False,
     skipped: set[str] | None = None,
 ) -> ValidationReport:
-    """Validate every staged source of the run and write ``validated/``.
+    """Validate every staged source of the run and write its files (``validated/``, ``model/``).
 
-    ``previous_rows`` are the row counts of the account's last good snapshot per source (products
-    for ``stocks``); a source below ``(1 - shrink_threshold)`` of it raises ``ShrinkGuardError``
-    unless ``allow_shrink``.
+    ``previous`` is what the account has loaded per source (``load.previous_counts``); a source
+    below ``(1 - shrink_threshold)`` of it raises ``ShrinkGuardError`` unless ``allow_shrink``.
     """
     report = ValidationReport(staging.account, staging.run_key, {})
-    fbo_expected: dict[int, int] = {}
-    fbo_actual: dict[int, int] = {}
-    with staging.open_write("validated", "rejects.tsv") as rejects:
-        for source in SOURCES:
-            manifest = staging.manifest(source)
+    tallies: dict[tuple[str, str], dict[int, int]] = {}
+    with staging.open_write(REJECTS.folder, REJECTS.file) as rejects:
+        for spec in REGISTRY:
+            manifest = staging.manifest(spec.name)
             if manifest is None:
-                status = "skipped" if skipped and source in skipped else "missing"
-                report.sources[source] = SourceReport(status)
+                status = "skipped" if skipped and spec.name in skipped else "missing"
+                report.sources[spec.name] = SourceReport(status)
                 continue
-            src = SourceReport(
-                "ok", manifest.method, manifest.as_of, manifest.fallback_from, requests=manifest.requests
-            )
-            report.sources[source] = src
-            with staging.open_write("validated", f"{source}.tsv") as out:
-                writer = _Writer(out, rejects, source, src)
-                if source == "stocks":
-                    _validate_stocks(staging, manifest, writer, fbo_expected)
-                elif source == "warehouse_stocks":
-                    _validate_warehouse_stocks(staging, manifest, writer, fbo_actual)
-                else:
-                    _validate_warehouses(staging, manifest, writer)
-                writer.finish()
-    if report.sources["stocks"].status == "ok" and report.sources["warehouse_stocks"].status == "ok":
-        _cross_check(report, fbo_expected, fbo_actual)
+            report.sources[spec.name], sums = _validate_source(staging, spec, manifest, rejects)
+            tallies.update({(spec.name, name): values for name, values in sums.items()})
+    ok = set(report.ok)
+    for check in CHECKS:
+        if check.expected[0] in ok and check.actual[0] in ok:
+            _cross_check(report, check, tallies.get(check.expected, {}), tallies.get(check.actual, {}))
     staging.write_json("validated", "report.json", report.as_dict())
-    _shrink_guard(report, previous_rows or {}, shrink_threshold, allow_shrink)
+    _shrink_guard(report, previous or {}, shrink_threshold, allow_shrink)
     return report
 
 
-def _cross_check(report: ValidationReport, expected: dict[int, int], actual: dict[int, int]) -> None:
-    """Per FBO SKU: v4 ``present - reserved`` against the warehouse rows' ``free_to_sell`` sum."""
-    examples = []
+def _cross_check(
+    report: ValidationReport, check: CrossCheck, expected: dict[int, int], actual: dict[int, int]
+) -> None:
+    """Per key: the expected source's sum against the actual source's."""
+    examples: list[dict[str, Any]] = []
     mismatches = 0
-    skus = expected.keys() | actual.keys()
-    for sku in skus:
-        want, got = expected.get(sku, 0), actual.get(sku, 0)
+    keys = expected.keys() | actual.keys()
+    for key in keys:
+        want, got = expected.get(key, 0), actual.get(key, 0)
         if want != got:
             mismatches += 1
             if len(examples) < 10:
-                examples.append({"sku": sku, "v4_available": want, "warehouses_free_to_sell": got})
-    report.mismatches = mismatches
-    report.mismatch_examples = sorted(examples, key=lambda e: e["sku"])
-    report.cross_checked_skus = len(skus)
+                examples.append({"sku": key, check.expected_label: want, check.actual_label: got})
+    report.mismatches += mismatches
+    report.mismatch_examples = sorted(report.mismatch_examples + examples, key=lambda e: e["sku"])[:10]
+    report.cross_checked_skus += len(keys)
     if mismatches:
         log.warning(
-            "cross-source check: %d of %d FBO SKUs differ between v4 and warehouse stock, e.g. %s",
+            "%scross-source check %s: %d of %d %s, e.g. %s",
+            _where_report(report),
+            check.name,
             mismatches,
-            len(skus),
+            len(keys),
+            check.what,
             report.mismatch_examples[:3],
         )
 
 
-def _shrink_guard(report: ValidationReport, previous: dict[str, int], threshold: float, allow: bool) -> None:
+def _where_report(report: ValidationReport) -> str:
+    return f"account {report.account}, run {report.run_key}: "
+
+
+def _shrink_guard(
+    report: ValidationReport, previous: Mapping[str, LoadedState], threshold: float, allow: bool
+) -> None:
+    """Fail when a source has far fewer products or rows than the account's last good snapshot.
+
+    A source older than what is loaded is left to the load, which marks it stale and does not apply
+    it (a backfill reprocessing an older, smaller archive is not a shrink).
+    """
     problems = []
-    for source in ("stocks", "warehouse_stocks"):
-        src = report.sources.get(source)
-        before = previous.get(source)
-        if src is None or src.status != "ok" or not before:
+    for spec in REGISTRY:
+        src, before = report.sources.get(spec.name), previous.get(spec.name)
+        if spec.shrink is None or src is None or src.status != "ok" or before is None:
             continue
-        now = src.products if source == "stocks" else src.rows_valid
-        if now < before * (1 - threshold):
-            unit = "products" if source == "stocks" else "warehouse rows"
-            problems.append(f"{source}: {now} {unit} against {before} in the last good snapshot")
+        if src.as_of and datetime.fromisoformat(src.as_of) < before.as_of:
+            log.info(
+                "%s%s is from %s, older than the loaded %s: not shrink-checked (load marks it stale)",
+                _where_report(report),
+                spec.name,
+                src.as_of,
+                before.as_of,
+            )
+            continue
+        was = before.products if spec.shrink.count == "products" else before.rows
+        now = src.products if spec.shrink.count == "products" else src.rows_valid
+        if was and now < was * (1 - threshold):
+            problems.append(f"{spec.name}: {now} {spec.shrink.unit} against {was} in the last good snapshot")
     if problems and not allow:
         raise ShrinkGuardError(
             f"account {report.account}, run {report.run_key}: snapshot shrank by more than "
@@ -452,4 +366,6 @@ def _shrink_guard(report: ValidationReport, previous: dict[str, int], threshold:
             "shrank, trigger the run again with the param allow_shrink=true."
         )
     if problems:
-        log.warning("shrink guard overridden by allow_shrink: %s", "; ".join(problems))
+        log.warning(
+            "%sshrink guard overridden by allow_shrink: %s", _where_report(report), "; ".join(problems)
+        )
