@@ -195,3 +195,18 @@ def test_a_failed_load_leaves_the_previous_snapshot_whole(simulator, tmp_path, p
         " (SELECT count(*) FROM ozon_sync_run), (SELECT sum(present) FROM ozon_stock_by_type)"
     ).fetchone()
     assert after == before
+
+
+def test_falling_back_to_the_successor_method_rewrites_no_history(simulator, tmp_path, pg_conn):
+    first = run(simulator, tmp_path, pg_conn, "20261122T100000Z")["loaded"]
+    simulator.sim.add_fault(Fault("/v2/analytics/stock_on_warehouses", "obsolete", times=-1))
+    fallback = run(simulator, tmp_path, pg_conn, "20261122T110000Z")
+    assert fallback["report"].sources["warehouse_stocks"].method == "/v1/analytics/stocks"
+    loaded = fallback["loaded"]
+    assert (loaded.history_opened, loaded.history_closed) == (0, 0)  # no stock changed
+    assert loaded.counts == first.counts
+    missing = pg_conn.execute(
+        "SELECT count(*) FILTER (WHERE reserved IS NULL), count(*) FILTER (WHERE warehouse_id IS NULL)"
+        " FROM ozon_stock_by_warehouse"
+    ).fetchone()
+    assert missing == (0, 0)  # reserved kept from v2, ids learned from v1

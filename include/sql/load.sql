@@ -14,7 +14,8 @@ SET LOCAL enable_nestloop = off;
 SELECT source, as_of, rows, products FROM ozon_source_state WHERE account = %(account)s;
 
 -- name: count_warehouses
-SELECT count(*), count(*) FILTER (WHERE kind = 'ozon') FROM ozon_warehouse WHERE account = %(account)s;
+SELECT count(*) AS warehouses, count(*) FILTER (WHERE kind = 'ozon') AS ozon_warehouses
+FROM ozon_warehouse WHERE account = %(account)s;
 
 -- Temp tables: one per model file (sources.py declares the files and their columns; the load's
 -- COPY names the columns, so the order here does not matter, the names do).
@@ -157,41 +158,52 @@ SELECT %(account)s, sku, warehouse_name, warehouse_id, free_to_sell, promised, r
 FROM tmp_stock_by_warehouse;
 
 -- name: diff_stock_by_warehouse
--- warehouse_id (not given by /v2/analytics/stock_on_warehouses) and reserved (not given by
--- /v1/analytics/stocks) keep their current value when the run's method does not provide them.
+-- A column the run's method does not provide (%(not_provided)s: reserved for /v1/analytics/stocks,
+-- warehouse_id for /v2/analytics/stock_on_warehouses) keeps its current value and is not compared.
+-- warehouse_id names the warehouse, not its stock: an id learned or corrected for an unchanged row
+-- is filled in place (fill_stock_by_warehouse), not recorded as a change.
 CREATE TEMP TABLE diff_stock_by_warehouse ON COMMIT DROP AS
-SELECT sku, warehouse_name, was_current, is_current, warehouse_id, free_to_sell, promised, reserved
+SELECT sku, warehouse_name, was_current, is_current, changed, warehouse_id, free_to_sell, promised, reserved
 FROM (
-    SELECT coalesce(t.sku, h.sku) AS sku, coalesce(t.warehouse_name, h.warehouse_name) AS warehouse_name,
-           h.sku IS NOT NULL AS was_current, t.sku IS NOT NULL AS is_current, k.sku IS NOT NULL AS held,
-           CASE WHEN 'warehouse_id' = ANY(%(not_provided)s::text[]) THEN h.warehouse_id ELSE t.warehouse_id END
-               AS warehouse_id,
-           t.free_to_sell, t.promised,
-           CASE WHEN 'reserved' = ANY(%(not_provided)s::text[]) THEN h.reserved ELSE t.reserved END AS reserved,
-           h.warehouse_id AS old_warehouse_id, h.free_to_sell AS old_free_to_sell, h.promised AS old_promised,
-           h.reserved AS old_reserved
-    FROM tmp_stock_by_warehouse t
-    FULL JOIN (SELECT * FROM ozon_stock_by_warehouse_history WHERE account = %(account)s AND valid_to IS NULL) h
-      ON h.sku = t.sku AND h.warehouse_name = t.warehouse_name
-    LEFT JOIN tmp_held_stock_by_warehouse k
-      ON t.sku IS NULL AND k.sku = h.sku AND k.warehouse_name = h.warehouse_name
+    SELECT *, (NOT was_current OR NOT is_current
+               OR (free_to_sell, promised, reserved) IS DISTINCT FROM (old_free_to_sell, old_promised, old_reserved))
+              AS changed
+    FROM (
+        SELECT coalesce(t.sku, h.sku) AS sku, coalesce(t.warehouse_name, h.warehouse_name) AS warehouse_name,
+               h.sku IS NOT NULL AS was_current, t.sku IS NOT NULL AS is_current, k.sku IS NOT NULL AS held,
+               CASE WHEN 'warehouse_id' = ANY(%(not_provided)s::text[]) THEN h.warehouse_id
+                    ELSE t.warehouse_id END AS warehouse_id,
+               t.free_to_sell, t.promised,
+               CASE WHEN 'reserved' = ANY(%(not_provided)s::text[]) THEN h.reserved ELSE t.reserved END AS reserved,
+               h.warehouse_id AS old_warehouse_id, h.free_to_sell AS old_free_to_sell, h.promised AS old_promised,
+               h.reserved AS old_reserved
+        FROM tmp_stock_by_warehouse t
+        FULL JOIN (SELECT * FROM ozon_stock_by_warehouse_history
+                   WHERE account = %(account)s AND valid_to IS NULL) h
+          ON h.sku = t.sku AND h.warehouse_name = t.warehouse_name
+        LEFT JOIN tmp_held_stock_by_warehouse k
+          ON t.sku IS NULL AND k.sku = h.sku AND k.warehouse_name = h.warehouse_name
+    ) j
 ) d
-WHERE NOT held
-  AND (NOT was_current OR NOT is_current
-       OR (free_to_sell, promised, reserved, warehouse_id)
-          IS DISTINCT FROM (old_free_to_sell, old_promised, old_reserved, old_warehouse_id));
+WHERE NOT held AND (changed OR warehouse_id IS DISTINCT FROM old_warehouse_id);
 
 -- name: close_stock_by_warehouse
 UPDATE ozon_stock_by_warehouse_history h SET valid_to = %(as_of)s
 FROM diff_stock_by_warehouse d
-WHERE d.was_current AND h.account = %(account)s AND h.valid_to IS NULL
+WHERE d.changed AND d.was_current AND h.account = %(account)s AND h.valid_to IS NULL
   AND h.sku = d.sku AND h.warehouse_name = d.warehouse_name;
 
 -- name: open_stock_by_warehouse
 INSERT INTO ozon_stock_by_warehouse_history
     (account, sku, warehouse_name, warehouse_id, free_to_sell, promised, reserved, valid_from, run_id)
 SELECT %(account)s, sku, warehouse_name, warehouse_id, free_to_sell, promised, reserved, %(as_of)s, %(run_id)s
-FROM diff_stock_by_warehouse WHERE is_current;
+FROM diff_stock_by_warehouse WHERE changed AND is_current;
+
+-- name: fill_stock_by_warehouse
+UPDATE ozon_stock_by_warehouse_history h SET warehouse_id = d.warehouse_id
+FROM diff_stock_by_warehouse d
+WHERE NOT d.changed AND h.account = %(account)s AND h.valid_to IS NULL
+  AND h.sku = d.sku AND h.warehouse_name = d.warehouse_name;
 
 -- name: hold_stock_by_warehouse
 UPDATE ozon_stock_by_warehouse_history h SET held_as_of = %(held_as_of)s

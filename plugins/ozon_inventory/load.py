@@ -197,6 +197,8 @@ def _apply_history(
     result.history_closed += cur.rowcount
     cur.execute(sql[f"open_{name}"], params)
     result.history_opened += cur.rowcount
+    if f"fill_{name}" in sql:  # attributes learned for unchanged rows, filled in place
+        cur.execute(sql[f"fill_{name}"], params)
     cur.execute(sql[f"hold_{name}"], params)
 
 
@@ -217,7 +219,7 @@ def _counts(cur: Any, sql: dict[str, str], base: dict[str, Any]) -> dict[str, in
         for figure, kind in spec.counts.items():
             counts[figure] = state.get(spec.name, {}).get(kind, 0)
     cur.execute(sql["count_warehouses"], base)
-    counts["warehouses"], counts["ozon_warehouses"] = cur.fetchone()
+    counts.update(zip((column.name for column in cur.description), cur.fetchone(), strict=True))
     return counts
 
 
@@ -242,10 +244,7 @@ def _record_run(
             "missing": result.missing,
             "applied": result.applied,
             "stale": result.stale,
-            "products": result.counts.get("products", 0),
-            "stock_rows": result.counts.get("stock_rows", 0),
-            "warehouse_rows": result.counts.get("warehouse_rows", 0),
-            "warehouses": result.counts["warehouses"],
+            **result.counts,  # the ledger's figures: products, stock_rows, warehouse_rows, warehouses
             "rejects": result.rejects,
             "mismatches": result.mismatches,
             "history_opened": result.history_opened,

@@ -4,24 +4,105 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
+from ozon_inventory.exceptions import ConfigError, ShrinkGuardError, StagingError
+from ozon_inventory.methods import (
+    V1_ANALYTICS_STOCKS,
+    V2_STOCK_ON_WAREHOUSES,
+    V2_WAREHOUSE_LIST,
+    V4_STOCKS,
+)
+from ozon_inventory.rules import KEY_MAX_CHARS, as_key, as_label, record_json
 from ozon_inventory.staging import Manifest, StagingArea
-from ozon_inventory.validate import Reject, as_int, as_text, validate_run, working_days
+from ozon_inventory.validate import LoadedState, Reject, as_int, as_text, validate_run, working_days
+
+AS_OF = "2026-11-22T10:00:00+00:00"
 
 
-def stage(staging: StagingArea, source: str, method: str, *answers: dict) -> None:
+def stage(staging: StagingArea, source: str, method: str, *answers: dict | str, as_of: str = AS_OF) -> None:
+    """Stage answers as a fetch would (a str is the raw JSON text, for what json.dumps cannot write)."""
     staging.begin(source)
-    manifest = Manifest(staging.account, staging.run_key, source, method, "2026-11-22T10:00:00+00:00", "")
+    manifest = Manifest(staging.account, staging.run_key, source, method, as_of, "")
     digest = hashlib.sha256()
     for number, answer in enumerate(answers, start=1):
-        raw = json.dumps(answer, ensure_ascii=False).encode()
+        raw = (answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)).encode(
+            "utf-8", "surrogatepass"
+        )
         name, _ = staging.write_page(source, number, raw)
         digest.update(raw)
         manifest.files.append(name)
     manifest.sha256 = digest.hexdigest()
     staging.write_manifest(manifest)
+
+
+def item(product_id: Any, offer_id: Any, *stocks: dict) -> dict:
+    return {"product_id": product_id, "offer_id": offer_id, "stocks": list(stocks)}
+
+
+def stock(sku: Any, type_: str = "fbo", present: Any = 5, reserved: Any = 1, **more: Any) -> dict:
+    return {"sku": sku, "type": type_, "present": present, "reserved": reserved} | more
+
+
+def v4(*items: dict) -> dict:
+    return {"items": list(items), "cursor": "", "total_items": len(items)}
+
+
+def v2_row(
+    sku: Any, warehouse: Any, free: Any = 4, promised: Any = 0, reserved: Any = 1, **more: Any
+) -> dict:
+    row = {"sku": sku, "warehouse_name": warehouse, "item_code": f"code-{sku}", "item_name": f"Товар {sku}"}
+    return (
+        row | {"free_to_sell_amount": free, "promised_amount": promised, "reserved_amount": reserved} | more
+    )
+
+
+def v2(*rows: dict) -> dict:
+    return {"result": {"rows": list(rows)}}
+
+
+def v1_row(sku: Any, warehouse: str, warehouse_id: int, available: int = 4, **more: Any) -> dict:
+    return {
+        "sku": sku,
+        "offer_id": f"offer-{sku}",
+        "name": f"Товар {sku}",
+        "warehouse_id": warehouse_id,
+        "warehouse_name": warehouse,
+        "cluster_id": 7,
+        "cluster_name": "Москва",
+        "available_stock_count": available,
+        "requested_stock_count": 0,
+        "transit_stock_count": 0,
+    } | more
+
+
+def v1(*rows: dict) -> dict:
+    return {"items": list(rows)}
+
+
+def seller_list(*warehouses: dict) -> dict:
+    return {"warehouses": list(warehouses), "has_next": False}
+
+
+def tsv(staging: StagingArea, folder: str, name: str) -> list[list[str]]:
+    text = (staging.dir(folder) / name).read_text(encoding="utf-8")
+    return [line.split("\t") for line in text.splitlines()]
+
+
+def rejects(staging: StagingArea) -> list[tuple[str, str, Any]]:
+    """(source, reason, record) of validated/rejects.tsv; the record must be standard JSON."""
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {constant} in a reject record")
+
+    out = []
+    for source, reason, record in tsv(staging, "validated", "rejects.tsv"):
+        unescaped = record.replace("\\\\", "\\")  # COPY's escape of a backslash
+        out.append((source, reason, json.loads(unescaped, parse_constant=refuse)))
+    return out
 
 
 @pytest.fixture
@@ -128,3 +209,269 @@ def test_bad_rows_rejected_with_reasons_others_kept(staging):
         "free_to_sell_amount is not an integer: 1.5",
         "row is not an object",
     ]
+
+
+# -- integers: only Reject, never a crash (D4) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["--5", "²", "٣", "1e3", "+5", "5-", "", " ", "0x10", "1_000", "9" * 5000])
+def test_int_parsing_raises_only_the_reject_it_means(bad):
+    with pytest.raises(Reject, match="present"):
+        as_int(bad, "present", (0, 2**31 - 1))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf"), 1e300, [], {}, False])
+def test_non_finite_and_odd_numbers_are_rejected(bad):
+    with pytest.raises(Reject):
+        as_int(bad, "present", (0, 2**31 - 1))
+
+
+def test_digit_strings_with_spaces_and_integral_floats_still_parse():
+    assert as_int(" 12 ", "present", (0, 100)) == 12
+    assert as_int("007", "present", (0, 100)) == 7
+    assert as_int(3.0, "present", (0, 100)) == 3
+    with pytest.raises(Reject, match="out of range 0..100: -1"):
+        as_int("-1", "present", (0, 100))
+
+
+# -- text: keys refused when they cannot be stored or indexed (D5, D9), labels repaired ------------
+
+
+def test_key_text_is_bounded_before_it_reaches_an_index():
+    assert as_key("Я" * KEY_MAX_CHARS, "warehouse_name") == "Я" * KEY_MAX_CHARS  # 2,000 bytes: fits
+    with pytest.raises(Reject, match="warehouse_name is longer than 1000 characters: 10000"):
+        as_key("x" * 10_000, "warehouse_name")
+    with pytest.raises(Reject, match="warehouse_name is longer than 2000 bytes of UTF-8: 2400 bytes"):
+        as_key("📦" * 600, "warehouse_name")
+
+
+def test_a_lone_surrogate_rejects_a_key_and_is_replaced_in_a_label():
+    with pytest.raises(Reject, match="offer_id holds a lone surrogate"):
+        as_key("bad\ud800x", "offer_id")
+    assert as_label("bad\ud800x", "item_name") == "bad\ufffdx"
+    assert as_label("a\x00b\tc", "item_name") == "a\ufffdb\\tc"
+    with pytest.raises(Reject, match="offer_id holds a NUL"):
+        as_key("a\x00b", "offer_id")
+    for blank in ("", "   ", "\t"):
+        with pytest.raises(Reject, match="is empty"):
+            as_key(blank, "offer_id")
+
+
+def test_reject_records_are_standard_json_jsonb_accepts():
+    raw = record_json({"present": float("nan"), "q": [float("inf"), -float("inf")], "o": "a\ud800b\x00"})
+    assert json.loads(raw, parse_constant=lambda c: pytest.fail(c)) == {
+        "present": "NaN",
+        "q": ["Infinity", "-Infinity"],
+        "o": "a\\ud800b\\u0000",  # both stay visible as their escape's characters
+    }
+    raw.encode("utf-8")  # no lone surrogate left to crash a writer
+
+
+def test_nan_and_huge_numbers_in_an_answer_reject_their_rows_only(staging):
+    answer = (
+        '{"items": [{"product_id": 1, "offer_id": "A", "stocks": ['
+        '{"sku": 11, "type": "fbo", "present": NaN, "reserved": 0},'
+        '{"sku": 12, "type": "fbo", "present": 1e400, "reserved": 0},'
+        '{"sku": 13, "type": "fbo", "present": -Infinity, "reserved": 0},'
+        '{"sku": 14, "type": "fbo", "present": 2, "reserved": 0}]}], "cursor": ""}'
+    )
+    stage(staging, "stocks", V4_STOCKS, answer)
+    report = validate_run(staging)
+    assert (report.sources["stocks"].rows_valid, report.sources["stocks"].rejects) == (1, 3)
+    found = rejects(staging)
+    assert [r[1] for r in found] == [
+        "present is not an integer: nan",
+        "present is not an integer: inf",
+        "present is not an integer: -inf",
+    ]
+    assert [r[2]["stock"]["present"] for r in found] == ["NaN", "Infinity", "-Infinity"]
+
+
+def test_malformed_integers_in_an_answer_reject_their_rows(staging):
+    stage(staging, "stocks", V4_STOCKS, v4(item(1, "A", stock(11, present="--5"), stock(12, present="²"))))
+    report = validate_run(staging)
+    assert report.sources["stocks"].rejects == 2
+    assert [r[1] for r in rejects(staging)] == [
+        "present is not an integer: '--5'",
+        "present is not an integer: '²'",
+    ]
+
+
+def test_a_lone_surrogate_in_an_answer_rejects_the_row_naming_the_field(staging):
+    answer = (
+        '{"items": [{"product_id": 1, "offer_id": "bad\\ud800x", "stocks": []},'
+        ' {"product_id": 2, "offer_id": "ok", "stocks": []}], "cursor": ""}'
+    )
+    stage(staging, "stocks", V4_STOCKS, answer)
+    stage(
+        staging,
+        "warehouse_stocks",
+        V2_STOCK_ON_WAREHOUSES,
+        '{"result": {"rows": [{"sku": 5, "warehouse_name": "W", "item_name": "n\\udc00", '
+        '"free_to_sell_amount": 1}]}}',
+    )
+    report = validate_run(staging)
+    assert report.sources["stocks"].rejects == 1
+    (reject,) = rejects(staging)
+    assert reject[1] == "offer_id holds a lone surrogate, which is not valid Unicode text"
+    assert reject[2]["offer_id"] == "bad\\ud800x"
+    assert tsv(staging, "validated", "item_names.tsv") == [["5", "n\ufffd"]]
+    assert [r[0] for r in tsv(staging, "validated", "product_skus.tsv")] == ["2"]
+
+
+def test_a_very_long_warehouse_name_is_rejected_with_its_reason(staging):
+    stage(
+        staging,
+        "warehouse_stocks",
+        V2_STOCK_ON_WAREHOUSES,
+        v2(v2_row(1, "W" * 10_000), v2_row(2, "Склад_" + "Я" * 900)),
+    )
+    report = validate_run(staging)
+    assert (report.sources["warehouse_stocks"].rows_valid, report.sources["warehouse_stocks"].rejects) == (
+        1,
+        1,
+    )
+    assert rejects(staging)[0][1] == "warehouse_name is longer than 1000 characters: 10000"
+
+
+# -- what validate writes ----------------------------------------------------------------------------
+
+
+def test_products_come_from_the_items_not_from_the_surviving_stock_rows(staging):
+    stage(
+        staging,
+        "stocks",
+        V4_STOCKS,
+        v4(
+            item(1, "no-stock"),
+            item(2, "all-rejected", stock(21, present=-1), stock(22, reserved="x")),
+            item(3, "fine", stock(31), stock(32, "fbs")),
+        ),
+    )
+    report = validate_run(staging)
+    src = report.sources["stocks"]
+    assert (src.products, src.rows_valid, src.rejects, src.held) == (3, 2, 2, 2)
+    assert tsv(staging, "validated", "product_skus.tsv") == [
+        ["1", "no-stock", ""],
+        ["2", "all-rejected", ""],
+        ["3", "fine", "31,32"],
+    ]
+    assert tsv(staging, "model", "held_stock_by_type.tsv") == [
+        ["21", "fbo", "SHIPMENT_TYPE_GENERAL"],
+        ["22", "fbo", "SHIPMENT_TYPE_GENERAL"],
+    ]
+    assert tsv(staging, "model", "stock_by_type.tsv") == [
+        ["3", "31", "fbo", "SHIPMENT_TYPE_GENERAL", "5", "1"],
+        ["3", "32", "fbs", "SHIPMENT_TYPE_GENERAL", "5", "1"],
+    ]
+
+
+def test_a_rejected_item_with_a_readable_product_id_holds_its_product_and_stock_keys(staging):
+    stage(staging, "stocks", V4_STOCKS, v4(item(7, "bad\x00offer", stock(71), stock("x"))))
+    report = validate_run(staging)
+    assert report.sources["stocks"].held == 2
+    assert tsv(staging, "model", "held_products.tsv") == [["7"]]
+    assert tsv(staging, "model", "held_stock_by_type.tsv") == [["71", "fbo", "SHIPMENT_TYPE_GENERAL"]]
+
+
+def test_each_method_writes_the_columns_its_file_declares(staging):
+    from ozon_inventory.sources import OZON_WAREHOUSES, SELLER_WAREHOUSES, STOCK_BY_WAREHOUSE
+
+    stage(
+        staging, "warehouse_stocks", V1_ANALYTICS_STOCKS, v1(v1_row(5, "Хоругвино", 9001, reserved_amount=3))
+    )
+    stage(
+        staging,
+        "warehouses",
+        V2_WAREHOUSE_LIST,
+        seller_list(
+            {"warehouse_id": 3, "name": "rFBS*Екатеринбург", "is_rfbs": True, "working_days": ["MONDAY"]}
+        ),
+    )
+    validate_run(staging)
+    (row,) = tsv(staging, "model", STOCK_BY_WAREHOUSE.file)
+    assert dict(zip(STOCK_BY_WAREHOUSE.columns, row, strict=True)) == {
+        "sku": "5",
+        "warehouse_name": "Хоругвино",
+        "warehouse_id": "9001",
+        "free_to_sell": "4",
+        "promised": "0",
+        "reserved": "\\N",  # /v1/analytics/stocks gives no reserved: NULL, not 0
+    }
+    (wh,) = tsv(staging, "model", OZON_WAREHOUSES.file)
+    assert dict(zip(OZON_WAREHOUSES.columns, wh, strict=True)) == {
+        "name": "Хоругвино",
+        "warehouse_id": "9001",
+        "cluster_id": "7",
+        "cluster_name": "Москва",
+    }
+    (seller,) = tsv(staging, "model", SELLER_WAREHOUSES.file)
+    assert dict(zip(SELLER_WAREHOUSES.columns, seller, strict=True)) == {
+        "warehouse_id": "3",
+        "name": "rFBS*Екатеринбург",
+        "is_rfbs": "t",
+        "status": "\\N",
+        "working_days": "1",
+    }
+
+
+def test_a_rejected_warehouse_value_holds_its_key(staging):
+    stage(staging, "warehouse_stocks", V2_STOCK_ON_WAREHOUSES, v2(v2_row(1, "A", free=-3), v2_row("x", "B")))
+    report = validate_run(staging)
+    assert report.sources["warehouse_stocks"].held == 1
+    assert tsv(staging, "model", "held_stock_by_warehouse.tsv") == [["1", "A"]]
+
+
+def test_the_cross_source_check_compares_fbo_available_with_warehouse_free_to_sell(staging):
+    stage(staging, "stocks", V4_STOCKS, v4(item(1, "A", stock(11, present=5, reserved=1), stock(12, "fbs"))))
+    stage(
+        staging,
+        "warehouse_stocks",
+        V2_STOCK_ON_WAREHOUSES,
+        v2(v2_row(11, "W1", free=3), v2_row(11, "W2", free=2)),
+    )
+    report = validate_run(staging)
+    assert (report.mismatches, report.cross_checked_skus) == (1, 1)
+    assert report.mismatch_examples == [{"sku": 11, "v4_available": 4, "warehouses_free_to_sell": 5}]
+
+
+def test_an_answer_that_is_not_json_names_its_file_account_and_run(staging):
+    stage(staging, "stocks", V4_STOCKS, "{not json")
+    with pytest.raises(StagingError, match=r"account acc, run 20261122T100000Z: staged answer .*page-000001"):
+        validate_run(staging)
+
+
+def test_a_method_without_row_rules_is_a_config_error_naming_it(staging):
+    stage(staging, "stocks", V2_WAREHOUSE_LIST, v4())
+    with pytest.raises(
+        ConfigError, match=r"account acc, run 20261122T100000Z: stocks was fetched with /v2/warehouse/list"
+    ):
+        validate_run(staging)
+
+
+# -- the shrink guard -------------------------------------------------------------------------------
+
+
+def loaded(as_of: str, rows: int, products: int) -> LoadedState:
+    return LoadedState(datetime.fromisoformat(as_of), rows, products)
+
+
+def test_the_shrink_guard_counts_products_for_stocks_and_rows_for_warehouse_stocks(staging):
+    stage(staging, "stocks", V4_STOCKS, v4(item(1, "A", stock(11))))
+    stage(staging, "warehouse_stocks", V2_STOCK_ON_WAREHOUSES, v2(v2_row(11, "W")))
+    earlier = "2026-11-22T09:00:00+00:00"
+    with pytest.raises(
+        ShrinkGuardError, match=r"account acc, run 20261122T100000Z: .*stocks: 1 products against 10"
+    ):
+        validate_run(staging, {"stocks": loaded(earlier, 1, 10)})
+    with pytest.raises(ShrinkGuardError, match=r"warehouse_stocks: 1 warehouse rows against 10"):
+        validate_run(staging, {"warehouse_stocks": loaded(earlier, 10, 1)})
+    validate_run(staging, {"stocks": loaded(earlier, 1, 10)}, allow_shrink=True)
+    validate_run(staging, {"stocks": loaded(earlier, 1, 2)})  # half is within the default threshold
+
+
+def test_a_source_older_than_what_is_loaded_is_stale_not_a_shrink(staging):
+    stage(staging, "stocks", V4_STOCKS, v4(item(1, "A", stock(11))))
+    later = datetime(2026, 11, 23, tzinfo=UTC).isoformat()
+    report = validate_run(staging, {"stocks": loaded(later, 100, 100)})
+    assert report.sources["stocks"].status == "ok"  # the load marks it stale and does not apply it

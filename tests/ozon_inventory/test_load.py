@@ -1,0 +1,214 @@
+"""Load against a real PostgreSQL: one transaction, change-only history, held values, stale sources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ozon_inventory.exceptions import ShrinkGuardError
+from ozon_inventory.load import ensure_schema, load_run, previous_counts
+from ozon_inventory.merge import merge_run
+from ozon_inventory.methods import V1_ANALYTICS_STOCKS, V2_STOCK_ON_WAREHOUSES, V2_WAREHOUSE_LIST, V4_STOCKS
+from ozon_inventory.staging import StagingArea
+from ozon_inventory.validate import validate_run
+from tests.ozon_inventory.test_validate import item, seller_list, stage, stock, v1, v1_row, v2, v2_row, v4
+
+METHOD = {"stocks": V4_STOCKS, "warehouse_stocks": V2_STOCK_ON_WAREHOUSES, "warehouses": V2_WAREHOUSE_LIST}
+
+
+def sync(
+    conn: Any, root: Any, hour: int, answers: dict[str, Any], methods: dict[str, str] | None = None, **kw: Any
+):
+    """Stage ``answers`` (source -> answer) as run ``hour`` of the day, then validate, merge, load."""
+    staging = StagingArea(str(root), "acc", f"20261122T{hour:02d}0000Z")
+    for source, answer in answers.items():
+        method = (methods or {}).get(source, METHOD[source])
+        stage(staging, source, method, answer, as_of=f"2026-11-22T{hour:02d}:00:00+00:00")
+    ensure_schema(conn)
+    report = validate_run(staging, previous_counts(conn, "acc"), **kw)
+    merge_run(staging, report)
+    return load_run(conn, staging, report, f"run-{hour}")
+
+
+def rows(conn: Any, sql: str, *args: Any) -> list[tuple]:
+    return conn.execute(sql, args).fetchall()
+
+
+CATALOGUE = {
+    "stocks": v4(item(1, "A", stock(11, present=5, reserved=1)), item(2, "B", stock(21, "fbs", present=3))),
+    "warehouse_stocks": v2(v2_row(11, "ХОРУГВИНО_РФЦ", free=4, reserved=1), v2_row(11, "ТВЕРЬ_РФЦ", free=0)),
+    "warehouses": seller_list({"warehouse_id": 5, "name": "Мой склад", "status": "created"}),
+}
+
+
+def test_first_load_then_nothing_to_change(pg_conn, tmp_path):
+    first = sync(pg_conn, tmp_path, 10, CATALOGUE)
+    assert (first.status, first.history_opened, first.history_closed) == ("complete", 4, 0)
+    assert first.counts == {
+        "products": 2,
+        "stock_rows": 2,
+        "warehouse_rows": 2,
+        "warehouses": 3,
+        "ozon_warehouses": 2,
+    }
+    assert rows(pg_conn, "SELECT product_id, offer_id, name FROM ozon_product ORDER BY 1") == [
+        (1, "A", "Товар 11"),
+        (2, "B", None),
+    ]
+    again = sync(pg_conn, tmp_path, 11, CATALOGUE)
+    assert (again.history_opened, again.history_closed) == (0, 0)
+    ledger = rows(
+        pg_conn, "SELECT run_key, status, products, warehouse_rows, warehouses FROM ozon_sync_run ORDER BY 1"
+    )
+    assert ledger == [("20261122T100000Z", "complete", 2, 2, 3), ("20261122T110000Z", "complete", 2, 2, 3)]
+
+
+def test_a_product_without_stock_rows_is_a_product_also_after_a_rerun(pg_conn, tmp_path):
+    answers = CATALOGUE | {
+        "stocks": v4(item(1, "A", stock(11)), item(3, "empty"), item(4, "all-bad", stock(41, present=-2)))
+    }
+    sync(pg_conn, tmp_path, 10, answers)
+    products = "SELECT product_id FROM ozon_product ORDER BY 1"
+    assert rows(pg_conn, products) == [(1,), (3,), (4,)]
+    again = StagingArea(str(tmp_path), "acc", "20261122T100000Z")  # the same run's load, repeated
+    load_run(pg_conn, again, validate_run(again), "run-10")
+    sync(pg_conn, tmp_path, 11, answers)
+    assert rows(pg_conn, products) == [(1,), (3,), (4,)]
+
+
+def test_non_finite_numbers_and_surrogates_are_stored_as_rejects_and_never_freeze_the_account(
+    pg_conn, tmp_path
+):
+    broken = (
+        '{"items": [{"product_id": 1, "offer_id": "A", "stocks": ['
+        '{"sku": 11, "type": "fbo", "present": NaN, "reserved": 0},'
+        '{"sku": 12, "type": "fbo", "present": 1e400, "reserved": 0}]},'
+        '{"product_id": 2, "offer_id": "bad\\ud800x", "stocks": []}], "cursor": ""}'
+    )
+    first = sync(pg_conn, tmp_path, 10, {"stocks": broken})
+    assert (first.status, first.rejects) == ("degraded", 3)
+    records = rows(pg_conn, "SELECT reason, record FROM ozon_reject ORDER BY id")
+    assert [r for r, _ in records] == [
+        "present is not an integer: nan",
+        "present is not an integer: inf",
+        "offer_id holds a lone surrogate, which is not valid Unicode text",
+    ]
+    assert records[0][1]["stock"]["present"] == "NaN" and records[1][1]["stock"]["present"] == "Infinity"
+    assert records[2][1]["offer_id"] == "bad\\ud800x"
+    later = sync(pg_conn, tmp_path, 11, CATALOGUE)
+    assert later.status == "complete"
+
+
+def test_key_text_too_long_for_an_index_is_rejected_and_the_load_goes_on(pg_conn, tmp_path):
+    long_but_fine = "Склад_" + "Я" * 990  # 996 characters, 1,991 bytes: indexable
+    answers = CATALOGUE | {
+        "warehouse_stocks": v2(v2_row(11, "W" * 10_000), v2_row(11, long_but_fine, free=4, reserved=1))
+    }
+    loaded = sync(pg_conn, tmp_path, 10, answers)
+    assert loaded.status == "complete" and loaded.counts["warehouse_rows"] == 1
+    assert rows(pg_conn, "SELECT warehouse_name FROM ozon_stock_by_warehouse") == [(long_but_fine,)]
+    assert rows(pg_conn, "SELECT reason FROM ozon_reject") == [
+        ("warehouse_name is longer than 1000 characters: 10000",)
+    ]
+
+
+def test_a_rejected_value_keeps_the_last_good_one_flagged_with_its_as_of(pg_conn, tmp_path):
+    sync(pg_conn, tmp_path, 10, CATALOGUE)
+    bad = CATALOGUE | {
+        "warehouse_stocks": v2(v2_row(11, "ХОРУГВИНО_РФЦ", free=-3), v2_row(11, "ТВЕРЬ_РФЦ", free=0)),
+        "stocks": v4(item(1, "A", stock(11, present="x")), item(2, "B", stock(21, "fbs", present=3))),
+    }
+    held = sync(pg_conn, tmp_path, 11, bad)
+    assert (held.history_opened, held.history_closed) == (0, 0)
+    current = (
+        "SELECT free_to_sell, held_as_of FROM ozon_stock_by_warehouse WHERE warehouse_name = 'ХОРУГВИНО_РФЦ'"
+    )
+    ((free, held_as_of),) = rows(pg_conn, current)
+    assert free == 4 and held_as_of.isoformat() == "2026-11-22T10:00:00+00:00"
+    (present,) = rows(
+        pg_conn, "SELECT present, held_as_of IS NOT NULL FROM ozon_stock_by_type WHERE sku = 11"
+    )
+    assert present == (5, True)
+    assert rows(pg_conn, "SELECT count(*) FROM ozon_sku WHERE sku = 11") == [(1,)]
+    still = sync(pg_conn, tmp_path, 12, bad)  # still rejected: the as-of stays the last confirmed one
+    assert (still.history_opened, still.history_closed) == (0, 0)
+    assert rows(pg_conn, current)[0][1].isoformat() == "2026-11-22T10:00:00+00:00"
+    confirmed = sync(pg_conn, tmp_path, 13, CATALOGUE)  # the same value again: unflagged, no history
+    assert (confirmed.history_opened, confirmed.history_closed) == (0, 0)
+    assert rows(pg_conn, current) == [(4, None)]
+    changed = CATALOGUE | {"warehouse_stocks": v2(v2_row(11, "ХОРУГВИНО_РФЦ", free=9))}
+    moved = sync(pg_conn, tmp_path, 14, changed)  # a new good value and a vanished row: history as ever
+    assert (moved.history_opened, moved.history_closed) == (1, 2)
+    assert rows(pg_conn, current) == [(9, None)]
+
+
+def test_falling_back_to_a_method_without_reserved_rewrites_no_history(pg_conn, tmp_path):
+    sync(pg_conn, tmp_path, 10, CATALOGUE)
+    fallback = CATALOGUE | {
+        "warehouse_stocks": v1(
+            v1_row(11, "ХОРУГВИНО_РФЦ", 9001, available=4), v1_row(11, "ТВЕРЬ_РФЦ", 9002, available=0)
+        )
+    }
+    methods = {"warehouse_stocks": V1_ANALYTICS_STOCKS}
+    v1_run = sync(pg_conn, tmp_path, 11, fallback, methods)
+    assert (v1_run.history_opened, v1_run.history_closed) == (0, 0)
+    current = (
+        "SELECT warehouse_name, warehouse_id, free_to_sell, reserved FROM ozon_stock_by_warehouse ORDER BY 1"
+    )
+    assert rows(pg_conn, current) == [("ТВЕРЬ_РФЦ", 9002, 0, 1), ("ХОРУГВИНО_РФЦ", 9001, 4, 1)]
+    changed = CATALOGUE | {"warehouse_stocks": v1(v1_row(11, "ХОРУГВИНО_РФЦ", 9001, available=7))}
+    moved = sync(pg_conn, tmp_path, 12, changed, methods)
+    assert (moved.history_opened, moved.history_closed) == (1, 2)  # a real change, and a vanished row
+    assert rows(pg_conn, current) == [("ХОРУГВИНО_РФЦ", 9001, 7, 1)]  # reserved: the last value v2 gave
+    back = sync(
+        pg_conn, tmp_path, 13, CATALOGUE | {"warehouse_stocks": v2(v2_row(11, "ХОРУГВИНО_РФЦ", free=7))}
+    )
+    assert (back.history_opened, back.history_closed) == (0, 0)  # v2 gives no id: the id stays
+    assert rows(pg_conn, current) == [("ХОРУГВИНО_РФЦ", 9001, 7, 1)]
+
+
+def test_a_source_older_than_what_is_loaded_is_stale_not_a_shrink(pg_conn, tmp_path):
+    sync(pg_conn, tmp_path, 12, CATALOGUE)
+    smaller = {"stocks": v4(item(9, "Z", stock(91)))}  # an older archive of a smaller catalogue
+    old = sync(pg_conn, tmp_path, 9, smaller, shrink_threshold=0.1)
+    assert (old.status, old.stale, old.applied) == ("degraded", ["stocks"], [])
+    assert rows(pg_conn, "SELECT product_id FROM ozon_product ORDER BY 1") == [(1,), (2,)]
+    with pytest.raises(
+        ShrinkGuardError, match=r"account acc, run 20261122T130000Z: .*stocks: 1 products against 2"
+    ):
+        sync(pg_conn, tmp_path, 13, CATALOGUE | smaller, shrink_threshold=0.1)
+
+
+def test_a_missing_source_keeps_its_rows_and_its_as_of(pg_conn, tmp_path):
+    sync(pg_conn, tmp_path, 10, CATALOGUE)
+    partial = {"stocks": CATALOGUE["stocks"], "warehouses": CATALOGUE["warehouses"]}
+    degraded = sync(pg_conn, tmp_path, 11, partial)
+    assert (degraded.status, degraded.missing) == ("degraded", ["warehouse_stocks"])
+    assert rows(pg_conn, "SELECT count(*) FROM ozon_stock_by_warehouse") == [(2,)]
+    state = dict(rows(pg_conn, "SELECT source, run_id FROM ozon_source_state"))
+    assert state == {"stocks": "run-11", "warehouses": "run-11", "warehouse_stocks": "run-10"}
+
+
+def test_vanished_rows_products_skus_and_warehouses_go(pg_conn, tmp_path):
+    sync(pg_conn, tmp_path, 10, CATALOGUE)
+    smaller = {
+        "stocks": v4(item(1, "A", stock(11, present=5, reserved=1))),
+        "warehouse_stocks": v2(v2_row(11, "ХОРУГВИНО_РФЦ", free=4, reserved=1)),
+        "warehouses": seller_list(),
+    }
+    loaded = sync(pg_conn, tmp_path, 11, smaller, allow_shrink=True)
+    assert (loaded.history_opened, loaded.history_closed) == (0, 2)
+    assert rows(pg_conn, "SELECT product_id FROM ozon_product") == [(1,)]
+    assert rows(pg_conn, "SELECT sku FROM ozon_sku") == [(11,)]
+    assert rows(pg_conn, "SELECT kind, name FROM ozon_warehouse") == [("ozon", "ХОРУГВИНО_РФЦ")]
+
+
+def test_rejects_of_a_repeated_load_are_stored_once(pg_conn, tmp_path):
+    answers = CATALOGUE | {"stocks": v4(item(1, "A", stock(11, present=-1)))}
+    sync(pg_conn, tmp_path, 10, answers, allow_shrink=True)
+    staging = StagingArea(str(tmp_path), "acc", "20261122T100000Z")
+    load_run(pg_conn, staging, validate_run(staging), "run-10")
+    assert rows(pg_conn, "SELECT run_id, source, reason FROM ozon_reject") == [
+        ("run-10", "stocks", "present out of range 0..2147483647: -1")
+    ]
