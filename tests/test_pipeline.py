@@ -185,9 +185,9 @@ def test_a_failed_load_leaves_the_previous_snapshot_whole(simulator, tmp_path, p
     merge_run(staging, report)
     # stocks apply first; then the warehouse rows' file is damaged and COPY fails mid-transaction
     (staging.dir("model") / "stock_by_warehouse.tsv").write_text("not\ta\tvalid\trow\n")
-    import psycopg
-
-    with pytest.raises(psycopg.errors.DataError):
+    with pytest.raises(
+        StagingError, match=r"account acc, run 20261122T110000Z: .*stock_by_warehouse.tsv does not load"
+    ):
         load_run(pg_conn, staging, report, "run-failing")
     pg_conn.rollback()
     after = pg_conn.execute(

@@ -21,6 +21,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+import psycopg
+
+from ozon_inventory.exceptions import StagingError
 from ozon_inventory.sources import REGISTRY, REJECTS, ModelFile, SourceSpec
 from ozon_inventory.sql import sql_dir, statements
 from ozon_inventory.staging import StagingArea
@@ -167,11 +170,27 @@ def _apply_source(
 
 
 def _copy(cur: Any, sql: dict[str, str], staging: StagingArea, file: ModelFile) -> None:
-    """Create ``file``'s temp table and COPY the file into it, columns named from its declaration."""
+    """Create ``file``'s temp table and COPY the file into it, columns named from its declaration.
+
+    A file that is gone or that PostgreSQL refuses fails the load with ``StagingError`` (permanent:
+    loading it again fails the same way) naming the file, the account and the run.
+    """
     cur.execute(sql[f"temp_{file.name}"])
-    with staging.open_binary(file.folder, file.file) as handle, cur.copy(file.copy_sql()) as copy:
-        while chunk := handle.read(_COPY_CHUNK):
-            copy.write(chunk)
+    target = staging.file(file.folder, file.file)
+    try:
+        with staging.open_binary(file.folder, file.file) as handle, cur.copy(file.copy_sql()) as copy:
+            while chunk := handle.read(_COPY_CHUNK):
+                copy.write(chunk)
+    except FileNotFoundError:
+        raise StagingError(
+            f"account {staging.account}, run {staging.run_key}: {target} is missing: "
+            "run validate and merge again (clear validate with its downstream tasks)"
+        ) from None
+    except psycopg.errors.DataError as exc:
+        raise StagingError(
+            f"account {staging.account}, run {staging.run_key}: {target} does not load into {file.table} "
+            f"({str(exc).splitlines()[0]}): run validate and merge again; nothing was loaded"
+        ) from exc
     cur.execute(f"ANALYZE {file.table}")
 
 

@@ -212,3 +212,17 @@ def test_rejects_of_a_repeated_load_are_stored_once(pg_conn, tmp_path):
     assert rows(pg_conn, "SELECT run_id, source, reason FROM ozon_reject") == [
         ("run-10", "stocks", "present out of range 0..2147483647: -1")
     ]
+
+
+def test_a_missing_model_file_fails_the_load_naming_it_and_loads_nothing(pg_conn, tmp_path):
+    from ozon_inventory.exceptions import StagingError
+
+    staging = StagingArea(str(tmp_path), "acc", "20261122T100000Z")
+    stage(staging, "stocks", V4_STOCKS, CATALOGUE["stocks"])
+    ensure_schema(pg_conn)
+    report = validate_run(staging)
+    merge_run(staging, report)
+    (staging.dir("model") / "products.tsv").unlink()
+    with pytest.raises(StagingError, match=r"account acc, run 20261122T100000Z: .*products.tsv is missing"):
+        load_run(pg_conn, staging, report, "run-10")
+    assert rows(pg_conn, "SELECT count(*) FROM ozon_stock_by_type_history") == [(0,)]
