@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
 
+import orjson
+
 from ozon_inventory.exceptions import ShrinkGuardError, StagingError
 from ozon_inventory.methods import OzonMethod, method
 from ozon_inventory.rules import (
@@ -234,11 +236,20 @@ def _where(staging: StagingArea) -> str:
     return f"account {staging.account}, run {staging.run_key}: "
 
 
+def _parse(raw: bytes) -> Any:
+    """A staged answer: orjson, fast and strict; Python's reader where orjson refuses what Python
+    accepts (``NaN``, ``1e400``, lone surrogates), so such a value rejects its row, not the page."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
 def _each_record(staging: StagingArea, manifest: Manifest, ozon: OzonMethod) -> Iterator[Any]:
     """The rows of every staged answer, where ``methods.py`` says they sit."""
     for number, (name, raw) in enumerate(staging.pages(manifest)):
         try:
-            records = ozon.rows(json.loads(raw))
+            records = ozon.rows(_parse(raw))
         except (ValueError, RecursionError) as exc:
             raise StagingError(
                 f"{_where(staging)}staged answer {staging.dir(manifest.source) / name} of {manifest.source} "
