@@ -11,6 +11,9 @@ Per account (mapped over the `accounts` param / `ozon_inventory_accounts` Variab
 - A failed source does not stop the others: they are loaded, the run is **degraded** (ledger
   `ozon_sync_run.degraded`), `report` fails. Clear the failed fetch task *with downstream* to complete it.
 - A backfill reprocesses archived answers; dates with no archive are skipped with the reason.
+- `load` emits an Asset event per account that got fresh stock: `Asset("ozon-inventory://<account>")`
+  (through the alias `ozon-inventory`), so downstream DAGs can be scheduled on it.
+- Grid labels name the account; `report` adds "degraded: <sources> failed" to its label.
 
 Settings: connections `ozon_default` (Client-Id as login, Api-Key as password) and `ozon_postgres`;
 params below; environment `OZON_INVENTORY_SCHEDULE`, `OZON_INVENTORY_POOL`, `OZON_INVENTORY_RETRIES`.
@@ -21,7 +24,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, Param, task_group
 
-from ozon_inventory.methods import choices
+from ozon_inventory.methods import AUTO_ORDER, choices, method
 from ozon_inventory.tasks import (
     DAG_SETTINGS,
     accounts,
@@ -34,6 +37,21 @@ from ozon_inventory.tasks import (
     validate,
 )
 
+
+def _method_param(name: str, source: str, what: str) -> Param:
+    """A method choice: ``auto`` (the Variable if set, else fall back automatically) or one method."""
+    shown = {"auto": "auto (Variable, else the first method that works)"}
+    shown |= {method(p).choice: f"{method(p).choice}: only {p}" for p in AUTO_ORDER[source]}
+    return Param(
+        "auto",
+        type="string",
+        enum=choices(source),
+        values_display={c: shown.get(c, c) for c in choices(source)},
+        description=f"method for {what}: auto uses the Variable ozon_inventory_{name} if set, else falls "
+        "back to the successor when Ozon switches a method off; a named one pins that method for this run",
+    )
+
+
 with DAG(
     dag_id="ozon_inventory_sync",
     schedule=DAG_SETTINGS.schedule,
@@ -44,36 +62,55 @@ with DAG(
     tags=["ozon", "inventory"],
     doc_md=__doc__,
     params={
+        # Every param has a real default: an empty field (or "auto", or off) defers to the Variable
+        # ozon_inventory_<name>, then to the default in brackets; no choice list offers "null".
         "accounts": Param(
-            None, type=["null", "array"], description="Ozon connection ids; default: Variable or ozon_default"
+            None,
+            type=["null", "array"],
+            items={"type": "string"},
+            description="Ozon connection ids to sync, one per line; empty: Variable ozon_inventory_accounts, "
+            "else [ozon_default]",
         ),
         "postgres_conn_id": Param(
-            None, type=["null", "string"], description="target PostgreSQL connection (ozon_postgres)"
+            None,
+            type=["null", "string"],
+            description="target PostgreSQL connection id; empty: Variable ozon_inventory_postgres_conn_id, "
+            "else ozon_postgres",
         ),
-        "staging": Param(None, type=["null", "string"], description="staging folder or fsspec URL"),
+        "staging": Param(
+            None,
+            type=["null", "string"],
+            description="staging folder or fsspec URL (s3://conn@bucket/prefix); empty: Variable "
+            "ozon_inventory_staging, else $AIRFLOW_HOME/ozon_inventory_staging",
+        ),
         "shrink_threshold": Param(
-            None, type=["null", "number"], description="fail validate when a snapshot shrinks by more (0.5)"
+            None,
+            type=["null", "number"],
+            description="fail validate when a snapshot has fewer than (1 - t) × the last good one's rows; "
+            "empty: Variable ozon_inventory_shrink_threshold, else 0.5",
         ),
         "allow_shrink": Param(
-            None, type=["null", "boolean"], description="load a snapshot the shrink guard stopped"
+            False,
+            type="boolean",
+            description="on: load a snapshot the shrink guard stopped; off: Variable "
+            "ozon_inventory_allow_shrink decides (default off)",
         ),
-        "warehouse_stock_method": Param(
-            None,
-            type=["null", "string"],
-            enum=[None, *choices("warehouse_stocks")],
-            description="warehouse-level stock method: auto (falls back to the successor) or a pinned one",
+        "warehouse_stock_method": _method_param(
+            "warehouse_stock_method", "warehouse_stocks", "warehouse-level FBO stock"
         ),
-        "warehouse_list_method": Param(
-            None,
-            type=["null", "string"],
-            enum=[None, *choices("warehouses")],
-            description="seller warehouse list method: auto (falls back) or a pinned one",
+        "warehouse_list_method": _method_param(
+            "warehouse_list_method", "warehouses", "the seller's warehouse list"
         ),
         "retention_days": Param(
-            None, type=["null", "number"], description="days to keep staged answers (30)"
+            None,
+            type=["null", "number"],
+            description="days to keep staged answers; empty: Variable ozon_inventory_retention_days, else 30",
         ),
         "key_warn_days": Param(
-            None, type=["null", "number"], description="warn this many days before an Api-Key expires (14)"
+            None,
+            type=["null", "number"],
+            description="warn this many days before an Api-Key expires; empty: Variable "
+            "ozon_inventory_key_warn_days, else 14",
         ),
     },
 ) as dag:

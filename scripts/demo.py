@@ -44,6 +44,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--products", type=int, default=175)
     parser.add_argument("--warehouses", type=int, default=27)
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="then start Airflow's api-server on the demo's data and keep it up (Ctrl+C stops): "
+        "the Ozon inventory page, the DAG's grid and tab",
+    )
+    parser.add_argument("--port", type=int, default=8080, help="the api-server's port with --serve")
     args = parser.parse_args()
 
     from scripts.localpg import LocalPostgres, PostgresUnavailable
@@ -66,10 +73,61 @@ def main() -> int:
     os.environ["AIRFLOW_CONN_OZON_POSTGRES"] = pg.conn_uri()
     os.environ["AIRFLOW_VAR_OZON_INVENTORY_STAGING"] = str(DEMO / "staging")
     try:
-        return _run(pg, running.url)
+        code = _run(pg, running.url)
+        if args.serve:
+            return _serve(args.port) or code
+        print(
+            f"\nOzon inventory page: http://localhost:{args.port}/plugin/ozon-inventory once Airflow's api-server "
+            "runs (bash scripts/demo.sh --serve starts one on this data)"
+        )
+        return code
     finally:
         running.stop()
         pg.stop()
+
+
+def _serve(port: int) -> int:
+    """Airflow's api-server on the demo's home (SQLite) and target database, until Ctrl+C.
+
+    Local demo only: ``simple_auth_manager_all_admins`` lets everyone in as admin.
+    """
+    import subprocess
+    import urllib.request
+
+    env = os.environ | {
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__WORKERS": "1",
+    }
+    airflow = str(Path(sys.executable).parent / "airflow")
+    log = (DEMO / "api-server.log").open("ab")
+    server = subprocess.Popen([airflow, "api-server"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/api/v2/monitor/health", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    print(f"the api-server did not start; see {DEMO / 'api-server.log'}", file=sys.stderr)
+                    return 1
+                time.sleep(1)
+        print(f"\nOzon inventory page: {base}/plugin/ozon-inventory")
+        print(f"the DAG's tab: {base}/dags/ozon_inventory_sync/plugin/ozon-inventory-dag (Ctrl+C stops)")
+        server.wait()
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
 
 
 def _run(pg, url: str) -> int:

@@ -14,6 +14,8 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import (
+    Asset,
+    AssetAlias,
     Context,
     ExceptionRetryPolicy,
     RetryAction,
@@ -55,6 +57,15 @@ PERMANENT = ExceptionRetryPolicy(
         )
     ]
 )
+#: The grid's label of a mapped task: its account (``context["account"]`` once the task's code ran;
+#: before that the rendered argument: the task runner renders it before the code runs) and what the
+#: task adds when it ends degraded or skipped (``context["ozon_label"]``).
+MAP_LABEL = (
+    "{% if account is defined %}{{ account }}"
+    "{% elif 'account' in task.op_kwargs %}{{ task.op_kwargs['account'] }}"
+    "{% else %}{{ task.op_args[0] }}{% endif %}"
+    "{% if ozon_label is defined %} · {{ ozon_label }}{% endif %}"
+)
 _COMMON: dict[str, Any] = {
     "retries": DAG_SETTINGS.retries,
     "retry_delay": timedelta(seconds=DAG_SETTINGS.retry_delay_s),
@@ -62,19 +73,57 @@ _COMMON: dict[str, Any] = {
     "max_retry_delay": timedelta(minutes=30),
     "retry_policy": PERMANENT,
     "multiple_outputs": False,
-    "map_index_template": "{{ account }}",
+    "map_index_template": MAP_LABEL,
 }
 _FETCH: dict[str, Any] = _COMMON | {
     "pool": DAG_SETTINGS.pool,
     "execution_timeout": timedelta(minutes=DAG_SETTINGS.fetch_timeout_min),
 }
 _LOCAL: dict[str, Any] = _COMMON | {"execution_timeout": timedelta(minutes=30)}
+# Grid labels (MAP_LABEL): Airflow 3.3 renders ``map_index_template`` in the worker, first before the
+# task's code runs (when it starts running) and again when it ends; while scheduled or queued the
+# grid shows the map index, as nothing renders labels before a worker picks the task up.
+
+#: The load's Asset events: one per account whose load applied something, through this alias
+#: (the load is mapped, so its assets are named at run time). Downstream DAGs schedule on
+#: ``stock_asset(account)``, i.e. ``Asset("ozon-inventory://<account>")``.
+STOCK_ALIAS = AssetAlias("ozon-inventory")
+
+
+def stock_asset(account: str) -> Asset:
+    """The asset of an account's stock in the target database."""
+    return Asset(f"ozon-inventory://{account}")
+
+
+#: A run param with this value defers to the Variable ``ozon_inventory_<name>``, then the default
+#: (the form shows a real choice instead of an empty ``null`` one).
+DEFERRING_PARAMS: dict[str, Any] = {
+    "warehouse_stock_method": "auto",
+    "warehouse_list_method": "auto",
+    "allow_shrink": False,
+}
+
+
+def _run_params(params: Any) -> dict[str, Any]:
+    """The run's params with the deferring values removed, so Variables and defaults apply."""
+    return {
+        k: v
+        for k, v in dict(params or {}).items()
+        if not (k in DEFERRING_PARAMS and v == DEFERRING_PARAMS[k] and type(v) is type(DEFERRING_PARAMS[k]))
+    }
+
+
+def _skip(context: Context, reason: str, label: str) -> AirflowSkipException:
+    """A skip that says why in the task's first log line and in the grid's label."""
+    log.warning("SKIPPED: %s", reason)
+    context["ozon_label"] = label  # type: ignore[typeddict-unknown-key]
+    return AirflowSkipException(reason)
 
 
 def _context(account: str) -> tuple[Context, RunSettings, StagingArea]:
     context = get_current_context()
     context["account"] = account  # type: ignore[typeddict-unknown-key]  # the map label
-    settings = run_settings(context["params"])
+    settings = run_settings(_run_params(context["params"]))
     dag_run = context["dag_run"]
     moment = dag_run.logical_date or dag_run.run_after
     return context, settings, StagingArea(settings.staging_root, account, run_key_for(moment))
@@ -96,9 +145,11 @@ def _fetch(account: str, source: str) -> dict[str, Any]:
     if _is_backfill(context):
         archived = staging.manifest(source)
         if archived is None:
-            raise AirflowSkipException(
+            raise _skip(
+                context,
                 f"backfill of {staging.run_key}: no archived {source} answers in {staging.dir(source)}. "
-                "Ozon's stock methods answer only with stock as it is now, so nothing is written for this date."
+                "Ozon's stock methods answer only with stock as it is now, so nothing is written for this date.",
+                "skipped: nothing archived",
             )
         archived.reused = True
         log.info("backfill: reprocessing the archived %s answers of %s", source, staging.run_key)
@@ -154,8 +205,10 @@ def validate(account: str) -> dict[str, Any]:
     fetched = [s for s in SOURCES if staging.manifest(s) is not None]
     if not fetched:
         if _is_backfill(context):
-            raise AirflowSkipException(
-                f"backfill of {staging.run_key}: nothing archived for account {account}"
+            raise _skip(
+                context,
+                f"backfill of {staging.run_key}: nothing archived for account {account}",
+                "skipped: nothing archived",
             )
         raise AirflowFailException(
             f"account {account}: no source was fetched for run {staging.run_key}; see the fetch tasks' logs"
@@ -188,7 +241,7 @@ def merge(account: str) -> dict[str, Any]:
     return result.as_dict()
 
 
-@task(**_LOCAL)
+@task(**(_LOCAL | {"outlets": [STOCK_ALIAS]}))
 def load(account: str) -> dict[str, Any]:
     """Replace the account's snapshot in one transaction; history for changes; the run ledger."""
     from ozon_inventory.load import load_run
@@ -203,6 +256,21 @@ def load(account: str) -> dict[str, Any]:
     with _postgres(settings.postgres_conn_id) as conn:
         result = load_run(conn, staging, report, context["dag_run"].run_id, durations)
     staging.write_json("load", "result.json", result.as_dict())
+    if result.applied:  # fresh stock: tell downstream DAGs (nothing applied, nothing to tell)
+        context["outlet_events"][STOCK_ALIAS].add(
+            stock_asset(account),
+            extra={
+                "account": account,
+                "run_id": result.run_id,
+                "status": result.status,
+                "degraded": result.degraded,
+                "applied": list(result.applied),
+                "missing": list(result.missing),
+                "as_of": {s: report.sources[s].as_of for s in result.applied},
+                "products": result.counts.get("products", 0),
+                "warehouse_rows": result.counts.get("warehouse_rows", 0),
+            },
+        )
     return result.as_dict()
 
 
@@ -215,10 +283,15 @@ def report(account: str) -> dict[str, Any]:
     """
     context, settings, staging = _context(account)
     if _is_backfill(context) and not any(staging.manifest(s) for s in SOURCES):
-        raise AirflowSkipException(f"backfill of {staging.run_key}: nothing archived for account {account}")
+        raise _skip(
+            context,
+            f"backfill of {staging.run_key}: nothing archived for account {account}",
+            "skipped: nothing archived",
+        )
     try:
         result = staging.read_json("load", "result.json")
     except StagingError:
+        context["ozon_label"] = "failed: nothing loaded"  # type: ignore[typeddict-unknown-key]
         raise AirflowFailException(
             f"account {account}: nothing was loaded for run {staging.run_key} (see the failed task above); "
             "the previous snapshot is untouched"
@@ -234,6 +307,8 @@ def report(account: str) -> dict[str, Any]:
         result["history_closed"],
     )
     if result["degraded"]:
+        # the grid's label says it, so the run's view tells which sources without opening a log
+        context["ozon_label"] = f"degraded: {', '.join(result['missing'])} failed"  # type: ignore[typeddict-unknown-key]
         raise AirflowFailException(
             f"account {account}: degraded run, {', '.join(result['missing'])} failed and kept its last good rows; "
             f"loaded {', '.join(result['applied']) or 'nothing'}. Clear the failed fetch task with its downstream "

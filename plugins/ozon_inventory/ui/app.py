@@ -1,0 +1,178 @@
+"""The plugin's FastAPI app, mounted by Airflow's api-server at ``/ozon-inventory``.
+
+A plugin's app is not behind Airflow's auth by itself (an anonymous GET would be answered), so every
+route here depends on Airflow's own check, ``requires_access_dag("GET", dag_id=ozon_inventory_sync)``
+from ``airflow.api_fastapi.core_api.security``: the caller must be a user of the configured auth
+manager (JWT in ``Authorization: Bearer`` or the UI's ``_token`` cookie) who may read the DAG.
+Anonymous callers get 401 (a browser asking for HTML is sent to the login page instead), users the
+auth manager refuses get 403.
+
+Routes (under the mount prefix):
+
+- ``GET /`` — to the page in Airflow's UI (``/plugin/ozon-inventory``)
+- ``GET /api/summary`` — counts by status and the worst accounts (the dashboard widget)
+- ``GET /api/accounts?page=&page_size=&q=&status=`` — one page of accounts, worst first
+- ``GET /api/accounts/{account}`` — one account: sources, requests, rejects by reason, warehouses, history
+- ``GET /api/accounts/{account}/rejects?run_id=&source=&reason=&limit=&offset=`` — rejected rows with reasons
+- ``GET /api/accounts/{account}/mismatches`` — FBO SKUs where the two sources disagree now
+- ``GET /static/{name}`` — the browser code (``ozon-inventory.js``) and the icon
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ozon_inventory.ui import queries
+from ozon_inventory.ui.queries import DAG_ID, AirflowFacts
+
+URL_PREFIX = "/ozon-inventory"
+PAGE_ROUTE = "ozon-inventory"  # the page in Airflow's UI: /plugin/ozon-inventory
+STATIC = Path(__file__).resolve().parent / "static"
+MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+DEFAULT_CONN_ID = "ozon_postgres"
+
+
+def postgres_conn_id() -> str:
+    """The target database: Variable ``ozon_inventory_postgres_conn_id``, else ``ozon_postgres``."""
+    value = os.environ.get("AIRFLOW_VAR_OZON_INVENTORY_POSTGRES_CONN_ID")
+    if not value:
+        try:
+            from airflow.sdk import Variable
+
+            value = Variable.get("ozon_inventory_postgres_conn_id", default=None)
+        except Exception:  # noqa: BLE001 - no Variable backend: the default
+            value = None
+    return str(value or DEFAULT_CONN_ID)
+
+
+@contextmanager
+def _target_db() -> Iterator[Any]:
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    conn = PostgresHook(postgres_conn_id=postgres_conn_id()).get_conn()
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def target_db() -> Iterator[Any]:
+    """A read-only connection to the target database for one request."""
+    with _target_db() as conn:
+        yield conn
+
+
+def airflow_runs() -> dict[str, AirflowFacts]:
+    """Each account's newest run from Airflow's metadata database (the api-server's own)."""
+    from airflow.utils.session import create_session
+
+    from ozon_inventory.ui.airflow_state import account_runs
+
+    with create_session(scoped=False) as session:
+        return account_runs(session)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _authorized() -> Any:
+    """Airflow's own check: an authenticated user allowed to read the DAG ``ozon_inventory_sync``."""
+    from airflow.api_fastapi.core_api.security import requires_access_dag
+
+    return Depends(requires_access_dag("GET", param_dag_id=DAG_ID))
+
+
+Db = Annotated[Any, Depends(target_db)]
+Runs = Annotated[dict[str, AirflowFacts], Depends(airflow_runs)]
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="Ozon inventory",
+        description="Per-account state of ozon_inventory_sync for Airflow's UI (plugin ozon_inventory).",
+        dependencies=[_authorized()],
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _login_for_browsers(request: Request, exc: StarletteHTTPException) -> Response:
+        """A person opening the page unauthenticated is sent to Airflow's login; APIs get the status."""
+        if exc.status_code == 401 and "text/html" in request.headers.get("accept", ""):
+            try:
+                from airflow.api_fastapi.app import get_auth_manager
+
+                login = get_auth_manager().get_url_login(next_url=str(request.url))
+                return RedirectResponse(login, status_code=302)
+            except Exception:  # noqa: BLE001 - no auth manager: the plain status below
+                pass
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.get("/", include_in_schema=False)
+    def page(request: Request) -> RedirectResponse:
+        root = request.scope.get("root_path", "").removesuffix(URL_PREFIX)
+        return RedirectResponse(f"{root}/plugin/{PAGE_ROUTE}", status_code=302)
+
+    @app.get("/api/summary")
+    def summary(db: Db, runs: Runs) -> dict[str, Any]:
+        return queries.summary(db, runs, _now())
+
+    @app.get("/api/accounts")
+    def accounts(
+        db: Db,
+        runs: Runs,
+        page: Annotated[int, Query(ge=1)] = 1,
+        page_size: Annotated[int, Query(ge=1, le=200)] = 25,
+        q: Annotated[str, Query(max_length=200)] = "",
+        status: Annotated[str, Query(pattern="^(|failed|degraded|stale|pending|complete)$")] = "",
+    ) -> dict[str, Any]:
+        return queries.overview(db, runs, _now(), page=page, page_size=page_size, search=q, status=status)
+
+    @app.get("/api/accounts/{account}")
+    def account(account: str, db: Db, runs: Runs) -> dict[str, Any]:
+        found = queries.account_detail(db, account, runs, _now())
+        if found is None:
+            raise HTTPException(404, f"no account {account!r} in the ledger or in the DAG's recent runs")
+        return found
+
+    @app.get("/api/accounts/{account}/rejects")
+    def rejects(
+        account: str,
+        db: Db,
+        run_id: str = "",
+        source: str = "",
+        reason: str = "",
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict[str, Any]:
+        return queries.rejects(db, account, run_id or None, source, reason, limit, offset)
+
+    @app.get("/api/accounts/{account}/mismatches")
+    def mismatches(account: str, db: Db, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+        return queries.mismatches(db, account, limit)
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> FileResponse:
+        files = {p.name: p for p in STATIC.iterdir() if p.is_file()}
+        if name not in files:
+            raise HTTPException(404, f"no static file {quote(name)}")
+        path = files[name]
+        return FileResponse(
+            path,
+            media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"),
+            headers={"Cache-Control": "no-cache"},
+        )
+
+    return app

@@ -1,0 +1,675 @@
+"""What the "Ozon inventory" page shows, read from the target database (a psycopg 3 connection).
+
+One call per endpoint; every query is bounded by the accounts of one page (or one account), so the
+page costs the same for 1 or 200 accounts apart from two small per-account summaries. Columns that
+other parts of the project may add later (the key's expiry) are looked up in the catalogue first
+and left out when absent.
+
+Statuses, worst first: ``failed`` (the account's newest Airflow run failed before anything was
+loaded), ``degraded`` (the last load missed a source), ``stale`` (the last load applied nothing, or
+the snapshot is older than the stale threshold), ``pending`` (a run is under way and nothing was
+ever loaded), ``complete``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from ozon_inventory.methods import METHODS
+
+DAG_ID = "ozon_inventory_sync"
+SOURCES = ("stocks", "warehouse_stocks", "warehouses")
+STATUS_ORDER = {"failed": 0, "degraded": 1, "stale": 2, "pending": 3, "complete": 4}
+DEFAULT_STALE_AFTER_MIN = 180.0
+SPARK_DAYS = 30
+SPARK_POINTS = 60
+WAREHOUSE_BARS = 15
+
+
+def stale_after() -> timedelta:
+    """Snapshots older than this show ``stale`` (environment ``OZON_INVENTORY_UI_STALE_AFTER_MIN``)."""
+    raw = os.environ.get("OZON_INVENTORY_UI_STALE_AFTER_MIN", "")
+    try:
+        minutes = float(raw) if raw.strip() else DEFAULT_STALE_AFTER_MIN
+    except ValueError:
+        minutes = DEFAULT_STALE_AFTER_MIN
+    return timedelta(minutes=minutes)
+
+
+@dataclass(frozen=True)
+class AirflowFacts:
+    """An account's newest DAG run as Airflow's metadata tells it (``airflow_state.py``)."""
+
+    run_id: str
+    run_after: datetime
+    run_state: str
+    map_index: int
+    outcome: str  # "ok", "failed", "running", "skipped"
+    failed_tasks: tuple[str, ...] = ()
+
+
+@dataclass
+class Account:
+    """One row of the overview."""
+
+    account: str
+    status: str = "pending"
+    reason: str = ""
+    run_id: str | None = None
+    loaded_at: datetime | None = None
+    ledger_status: str | None = None
+    missing: list[str] = field(default_factory=list)
+    stale_sources: list[str] = field(default_factory=list)
+    rejects: int = 0
+    mismatches: int = 0
+    as_of: dict[str, datetime] = field(default_factory=dict)
+    methods: dict[str, str | None] = field(default_factory=dict)
+    airflow: AirflowFacts | None = None
+
+    @property
+    def snapshot_as_of(self) -> datetime | None:
+        """The snapshot is as old as its oldest source."""
+        return min(self.as_of.values()) if self.as_of else None
+
+    @property
+    def rank(self) -> tuple[int, float, str]:
+        oldest = self.snapshot_as_of
+        return (STATUS_ORDER[self.status], oldest.timestamp() if oldest else 0.0, self.account)
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment else None
+
+
+def run_path(run_id: str) -> str:
+    """The run in Airflow's UI (grid and details), relative to the UI's base URL."""
+    return f"dags/{DAG_ID}/runs/{quote(run_id, safe='')}"
+
+
+def task_path(run_id: str, task_id: str, map_index: int) -> str:
+    return f"{run_path(run_id)}/tasks/{quote(task_id, safe='')}/mapped/{map_index}"
+
+
+# -- catalogue -------------------------------------------------------------------------------------
+
+
+def has_schema(conn: Any) -> bool:
+    """Whether the load has created the ledger yet (a new target database has nothing to show)."""
+    return bool(
+        _one(
+            conn,
+            "SELECT to_regclass('ozon_sync_run') IS NOT NULL AND to_regclass('ozon_source_state') IS NOT NULL",
+        )
+    )
+
+
+def key_expiry_source(conn: Any) -> str | None:
+    """Where the Api-Key's expiry is kept, if anywhere: ``ledger`` (column ``ozon_sync_run.key_expires_at``)
+    or ``table`` (``ozon_account_key``, column ``expires_at`` or ``key_expires_at``); None otherwise."""
+    rows = _all(
+        conn,
+        """SELECT table_name, column_name FROM information_schema.columns
+           WHERE table_schema = ANY(current_schemas(false))
+             AND ((table_name = 'ozon_sync_run' AND column_name = 'key_expires_at')
+               OR (table_name = 'ozon_account_key' AND column_name IN ('account', 'expires_at', 'key_expires_at')))""",
+    )
+    found = {(t, c) for t, c in rows}
+    if ("ozon_sync_run", "key_expires_at") in found:
+        return "ledger"
+    if ("ozon_account_key", "account") in found and (
+        ("ozon_account_key", "expires_at") in found or ("ozon_account_key", "key_expires_at") in found
+    ):
+        return "table"
+    return None
+
+
+def key_expiry(conn: Any, source: str | None, accounts: Sequence[str]) -> dict[str, datetime | None]:
+    """The known expiry of each account's Api-Key (only the accounts that have one)."""
+    if source is None or not accounts:
+        return {}
+    if source == "ledger":
+        sql = """SELECT DISTINCT ON (account) account, key_expires_at FROM ozon_sync_run
+                 WHERE account = ANY(%(a)s) AND key_expires_at IS NOT NULL
+                 ORDER BY account, loaded_at DESC"""
+    else:
+        column = (
+            "expires_at"
+            if _one(
+                conn,
+                """SELECT count(*) FROM information_schema.columns WHERE table_name = 'ozon_account_key'
+                   AND column_name = 'expires_at' AND table_schema = ANY(current_schemas(false))""",
+            )
+            else "key_expires_at"
+        )
+        sql = f"SELECT account, {column} FROM ozon_account_key WHERE account = ANY(%(a)s)"
+    return {account: moment for account, moment in _all(conn, sql, {"a": list(accounts)})}
+
+
+# -- overview --------------------------------------------------------------------------------------
+
+
+def accounts(conn: Any, airflow: Mapping[str, AirflowFacts], now: datetime) -> list[Account]:
+    """Every account the ledger or Airflow knows, with its status, sorted worst first."""
+    found: dict[str, Account] = {}
+    if has_schema(conn):
+        for row in _all(
+            conn,
+            """SELECT DISTINCT ON (account) account, run_id, status, missing_sources, stale_sources,
+                      rejects, mismatches, loaded_at
+               FROM ozon_sync_run ORDER BY account, loaded_at DESC""",
+        ):
+            account, run_id, status, missing, stale, rejects, mismatches, loaded_at = row
+            found[account] = Account(
+                account,
+                run_id=run_id,
+                ledger_status=status,
+                missing=list(missing or []),
+                stale_sources=list(stale or []),
+                rejects=rejects,
+                mismatches=mismatches,
+                loaded_at=loaded_at,
+            )
+        for account, source, as_of, method in _all(
+            conn, "SELECT account, source, as_of, method FROM ozon_source_state"
+        ):
+            entry = found.setdefault(account, Account(account))
+            entry.as_of[source] = as_of
+            entry.methods[source] = method
+    for account, facts in airflow.items():
+        found.setdefault(account, Account(account)).airflow = facts
+    limit = stale_after()
+    for entry in found.values():
+        _judge(entry, now, limit)
+    return sorted(found.values(), key=lambda a: a.rank)
+
+
+def _judge(entry: Account, now: datetime, limit: timedelta) -> None:
+    """Set the account's status and a one-line reason."""
+    facts = entry.airflow
+    newer_run = (
+        facts is not None
+        and facts.run_id != entry.run_id
+        and (entry.loaded_at is None or facts.run_after > entry.loaded_at)
+    )
+    if facts is not None and newer_run and facts.outcome == "failed":
+        entry.status = "failed"
+        tasks = ", ".join(facts.failed_tasks) or "a task"
+        kept = "the previous snapshot is kept" if entry.ledger_status else "nothing was ever loaded"
+        entry.reason = f"{tasks} failed in run {facts.run_id}; {kept}"
+        return
+    if entry.ledger_status is None:
+        entry.status = "pending"
+        entry.reason = "no load yet" + (f"; run {facts.run_id} is {facts.outcome}" if facts else "")
+        return
+    oldest = entry.snapshot_as_of
+    if entry.ledger_status == "degraded" or entry.missing:
+        entry.status = "degraded"
+        entry.reason = f"{', '.join(entry.missing)} failed; kept the last good rows"
+    elif entry.ledger_status == "stale":
+        entry.status = "stale"
+        entry.reason = "the last run applied nothing: " + (
+            f"{', '.join(entry.stale_sources)} older than what is loaded"
+            if entry.stale_sources
+            else "no source"
+        )
+    elif oldest is not None and now - oldest > limit:
+        entry.status = "stale"
+        entry.reason = f"snapshot older than {_span(limit.total_seconds())}"
+    else:
+        entry.status = "complete"
+        entry.reason = ""
+    if facts is not None and newer_run and facts.outcome == "running":
+        entry.reason = (entry.reason + "; " if entry.reason else "") + f"run {facts.run_id} is running"
+
+
+def _span(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    hours = minutes // 60
+    return f"{hours} h" if hours < 48 else f"{hours // 24} days"
+
+
+def overview(
+    conn: Any,
+    airflow: Mapping[str, AirflowFacts],
+    now: datetime,
+    page: int = 1,
+    page_size: int = 25,
+    search: str = "",
+    status: str = "",
+) -> dict[str, Any]:
+    """One page of accounts, worst first, with what each row shows."""
+    everyone = accounts(conn, airflow, now)
+    counts = {name: 0 for name in STATUS_ORDER}
+    for entry in everyone:
+        counts[entry.status] += 1
+    shown = [
+        a
+        for a in everyone
+        if (not search or search.lower() in a.account.lower()) and (not status or a.status == status)
+    ]
+    page_size = max(1, min(page_size, 200))
+    pages = max(1, -(-len(shown) // page_size))
+    page = max(1, min(page, pages))
+    chosen = shown[(page - 1) * page_size : page * page_size]
+    names = [a.account for a in chosen]
+    ready = has_schema(conn)
+    expiry_source = key_expiry_source(conn) if ready else None
+    expiry = key_expiry(conn, expiry_source, names)
+    requests = request_figures(conn, [(a.account, a.run_id) for a in chosen if a.run_id]) if ready else {}
+    lines = sparklines(conn, chosen, now) if ready else {}
+    rows = []
+    for entry in chosen:
+        rows.append(
+            _row(entry, now)
+            | {
+                "requests": requests.get(entry.account, {}),
+                "sparkline": lines.get(entry.account, []),
+            }
+            | ({"key_expires_at": iso(expiry.get(entry.account))} if expiry_source else {})
+        )
+    return {
+        "dag_id": DAG_ID,
+        "generated_at": iso(now),
+        "stale_after_min": stale_after().total_seconds() / 60,
+        "counts": counts,
+        "total": len(everyone),
+        "matching": len(shown),
+        "page": page,
+        "page_size": page_size,
+        "pages": pages,
+        "key_expiry": expiry_source is not None,
+        "accounts": rows,
+    }
+
+
+def summary(conn: Any, airflow: Mapping[str, AirflowFacts], now: datetime, worst: int = 5) -> dict[str, Any]:
+    """Counts by status and the worst few accounts (the dashboard widget)."""
+    everyone = accounts(conn, airflow, now)
+    counts = {name: 0 for name in STATUS_ORDER}
+    for entry in everyone:
+        counts[entry.status] += 1
+    return {
+        "dag_id": DAG_ID,
+        "generated_at": iso(now),
+        "counts": counts,
+        "total": len(everyone),
+        "worst": [_row(a, now) for a in everyone[:worst] if a.status != "complete"],
+    }
+
+
+def _row(entry: Account, now: datetime) -> dict[str, Any]:
+    oldest = entry.snapshot_as_of
+    facts = entry.airflow
+    link_run = entry.run_id
+    task_link = None
+    if entry.status == "failed" and facts is not None:
+        link_run = facts.run_id
+        if facts.failed_tasks:
+            task_link = task_path(facts.run_id, f"account.{facts.failed_tasks[0]}", facts.map_index)
+    return {
+        "account": entry.account,
+        "status": entry.status,
+        "reason": entry.reason,
+        "run_id": entry.run_id,
+        "airflow_run_id": facts.run_id if facts else None,
+        "airflow_outcome": facts.outcome if facts else None,
+        "run_link": run_path(link_run) if link_run else None,
+        "task_link": task_link,
+        "loaded_at": iso(entry.loaded_at),
+        "snapshot_as_of": iso(oldest),
+        "age_s": round((now - oldest).total_seconds()) if oldest else None,
+        "sources": [
+            {
+                "source": source,
+                "as_of": iso(entry.as_of.get(source)),
+                "age_s": round((now - entry.as_of[source]).total_seconds())
+                if source in entry.as_of
+                else None,
+                "method": entry.methods.get(source),
+                "missing": source in entry.missing,
+            }
+            for source in SOURCES
+        ],
+        "rejects": entry.rejects,
+        "mismatches": entry.mismatches,
+    }
+
+
+# -- request figures, sparklines -------------------------------------------------------------------
+
+
+def per_source(sources: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per source of one ledger row: method used, fallback, and the requests of its own methods.
+
+    A source's ``requests`` may hold figures of methods other sources called (a client shared in one
+    process counts them all); each method is counted under the source the method table gives it.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    seen: set[tuple[str, Any]] = set()
+
+    def entry(source: str) -> dict[str, Any]:
+        return out.setdefault(
+            source,
+            {
+                "status": None,
+                "method": None,
+                "fallback_from": None,
+                "as_of": None,
+                "rows": None,
+                "rejects": 0,
+                "methods": {},
+            },
+        )
+
+    for source, report in sources.items():
+        report = report or {}
+        entry(source).update(
+            status=report.get("status"),
+            method=report.get("method"),
+            fallback_from=report.get("fallback_from"),
+            as_of=report.get("as_of"),
+            rows=report.get("rows_valid"),
+            rejects=report.get("rejects", 0),
+        )
+        for path, figures in (report.get("requests") or {}).items():
+            figures = figures or {}
+            key = (path, figures.get("first_at"))
+            if key in seen:
+                continue
+            seen.add(key)
+            owner = METHODS[path].source if path in METHODS else source
+            entry(owner)["methods"][path] = {
+                k: figures.get(k, 0)
+                for k in ("requests", "responses_429", "retries", "errors", "pages", "waited_s")
+            }
+    for figures in out.values():  # e.g. "account": the key check before fetching (/v1/roles)
+        if figures["method"] is None and figures["methods"]:
+            figures["method"] = ", ".join(figures["methods"])
+    order = {name: i for i, name in enumerate(SOURCES)}
+    return dict(sorted(out.items(), key=lambda item: (order.get(item[0], len(order)), item[0])))
+
+
+def _totals(by_source: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    requests = sum(m["requests"] or 0 for s in by_source.values() for m in s["methods"].values())
+    too_many = sum(m["responses_429"] or 0 for s in by_source.values() for m in s["methods"].values())
+    fallbacks = {s: v["fallback_from"] for s, v in by_source.items() if v.get("fallback_from")}
+    return {"requests": requests, "responses_429": too_many, "fallbacks": fallbacks}
+
+
+def request_figures(conn: Any, runs: Sequence[tuple[str, str | None]]) -> dict[str, dict[str, Any]]:
+    """Requests, 429s and fallbacks of each account's last run (the ledger's per-source figures)."""
+    wanted = [(a, r) for a, r in runs if r]
+    if not wanted:
+        return {}
+    rows = _all(
+        conn,
+        """SELECT account, sources FROM ozon_sync_run
+           WHERE (account, run_id) IN (SELECT * FROM unnest(%(a)s::text[], %(r)s::text[]))""",
+        {"a": [a for a, _ in wanted], "r": [r for _, r in wanted]},
+    )
+    return {account: _totals(per_source(sources or {})) for account, sources in rows}
+
+
+class _SparkCache:
+    """Total-stock series per account, kept until the account loads again (a new ledger row)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self.data: dict[tuple[str, str | None, str | None, int], list[list[float]]] = {}
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[str, str | None, str | None, int]) -> list[list[float]] | None:
+        with self.lock:
+            return self.data.get(key)
+
+    def put(self, key: tuple[str, str | None, str | None, int], value: list[list[float]]) -> None:
+        with self.lock:
+            if len(self.data) >= self.size:
+                self.data.pop(next(iter(self.data)))
+            self.data[key] = value
+
+
+SPARK_CACHE = _SparkCache()
+
+
+def sparklines(
+    conn: Any, chosen: Iterable[Account], now: datetime, days: int = SPARK_DAYS, points: int = SPARK_POINTS
+) -> dict[str, list[list[float]]]:
+    """Total stock (``present`` over every stock type) of each account at each change of its history
+    within ``days``: ``[[epoch seconds, units], …]``, at most ``points`` of the latest."""
+    out: dict[str, list[list[float]]] = {}
+    todo = []
+    for entry in chosen:
+        key = (entry.account, entry.run_id, iso(entry.loaded_at), days)
+        cached = SPARK_CACHE.get(key)
+        if cached is None:
+            todo.append((entry.account, key))
+        else:
+            out[entry.account] = cached
+    if not todo:
+        return out
+    since = now - timedelta(days=days)
+    series: dict[str, list[list[float]]] = {account: [] for account, _ in todo}
+    for account, moment, total in _all(
+        conn,
+        """WITH h AS (
+               SELECT account, present, valid_from, valid_to FROM ozon_stock_by_type_history
+               WHERE account = ANY(%(a)s) AND (valid_to IS NULL OR valid_to > %(since)s)
+           ), ev AS (
+               SELECT account, greatest(valid_from, %(since)s) AS t, present::bigint AS d FROM h
+               UNION ALL
+               SELECT account, valid_to, -present::bigint FROM h WHERE valid_to IS NOT NULL
+           ), agg AS (SELECT account, t, sum(d) AS d FROM ev GROUP BY account, t)
+           SELECT account, t, sum(d) OVER (PARTITION BY account ORDER BY t) FROM agg ORDER BY account, t""",
+        {"a": [a for a, _ in todo], "since": since},
+    ):
+        series[account].append([moment.timestamp(), float(total)])
+    for account, key in todo:
+        line = series[account][-points:]
+        SPARK_CACHE.put(key, line)
+        out[account] = line
+    return out
+
+
+# -- one account -----------------------------------------------------------------------------------
+
+
+def account_detail(
+    conn: Any, account: str, airflow: Mapping[str, AirflowFacts], now: datetime
+) -> dict[str, Any] | None:
+    """Everything the page shows when an account is opened; None when the account is unknown."""
+    entry = next(
+        (
+            a
+            for a in accounts(conn, {k: v for k, v in airflow.items() if k == account}, now)
+            if a.account == account
+        ),
+        None,
+    )
+    if entry is None:
+        return None
+    out: dict[str, Any] = _row(entry, now)
+    if not has_schema(conn):
+        return out | {"runs": [], "warehouses": {}, "reject_reasons": [], "by_source": {}, "sparkline": []}
+    last = _first(
+        conn,
+        "SELECT sources, durations, products, warehouse_rows, warehouses, history_opened, history_closed"
+        " FROM ozon_sync_run WHERE account = %(a)s AND run_id = %(r)s",
+        {"a": account, "r": entry.run_id},
+    )
+    by_source = per_source(last[0] or {}) if last else {}
+    if last:
+        out |= {
+            "durations": last[1],
+            "products": last[2],
+            "warehouse_rows": last[3],
+            "warehouses_count": last[4],
+            "history_opened": last[5],
+            "history_closed": last[6],
+        }
+    out["by_source"] = by_source
+    out["requests"] = _totals(by_source)
+    out["runs"] = [
+        {
+            "run_id": run_id,
+            "status": status,
+            "missing": list(missing or []),
+            "loaded_at": iso(loaded_at),
+            "rejects": rejects,
+            "mismatches": mismatches,
+            "history_opened": opened,
+            "history_closed": closed,
+            "run_link": run_path(run_id),
+        }
+        for run_id, status, missing, loaded_at, rejects, mismatches, opened, closed in _all(
+            conn,
+            """SELECT run_id, status, missing_sources, loaded_at, rejects, mismatches, history_opened,
+                      history_closed
+               FROM ozon_sync_run WHERE account = %(a)s ORDER BY loaded_at DESC LIMIT 20""",
+            {"a": account},
+        )
+    ]
+    out["warehouses"] = warehouse_chart(conn, account)
+    out["reject_reasons"] = (
+        [
+            {"source": source, "reason": reason, "rows": n}
+            for source, reason, n in _all(
+                conn,
+                """SELECT source, reason, count(*) FROM ozon_reject WHERE account = %(a)s AND run_id = %(r)s
+                   GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 100""",
+                {"a": account, "r": entry.run_id},
+            )
+        ]
+        if entry.run_id
+        else []
+    )
+    source = key_expiry_source(conn)
+    if source:
+        out["key_expires_at"] = iso(key_expiry(conn, source, [account]).get(account))
+    out["sparkline"] = sparklines(conn, [entry], now, days=90, points=200).get(account, [])
+    return out
+
+
+def warehouse_chart(conn: Any, account: str, bars: int = WAREHOUSE_BARS) -> dict[str, Any]:
+    """Current FBO stock per Ozon warehouse: the largest ``bars`` warehouses and the rest summed."""
+    rows = _all(
+        conn,
+        """SELECT warehouse_name, sum(free_to_sell), sum(promised), sum(coalesce(reserved, 0)), count(*)
+           FROM ozon_stock_by_warehouse WHERE account = %(a)s
+           GROUP BY warehouse_name
+           ORDER BY sum(free_to_sell) + sum(promised) + sum(coalesce(reserved, 0)) DESC, warehouse_name""",
+        {"a": account},
+    )
+    shown = [
+        {"warehouse": name, "free_to_sell": int(f), "promised": int(p), "reserved": int(r), "skus": int(n)}
+        for name, f, p, r, n in rows[:bars]
+    ]
+    rest = rows[bars:]
+    other = None
+    if rest:
+        other = {
+            "warehouses": len(rest),
+            "free_to_sell": int(sum(r[1] for r in rest)),
+            "promised": int(sum(r[2] for r in rest)),
+            "reserved": int(sum(r[3] for r in rest)),
+        }
+    totals = {
+        "free_to_sell": int(sum(r[1] for r in rows)),
+        "promised": int(sum(r[2] for r in rows)),
+        "reserved": int(sum(r[3] for r in rows)),
+        "warehouses": len(rows),
+    }
+    return {"bars": shown, "other": other, "totals": totals}
+
+
+def rejects(
+    conn: Any,
+    account: str,
+    run_id: str | None,
+    source: str = "",
+    reason: str = "",
+    limit: int = 50,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """Rejected rows of one run (the account's last run when ``run_id`` is empty), with their reasons."""
+    if not has_schema(conn):
+        return {"run_id": run_id, "total": 0, "rows": []}
+    if not run_id:
+        run_id = _one(
+            conn,
+            "SELECT run_id FROM ozon_sync_run WHERE account = %(a)s ORDER BY loaded_at DESC LIMIT 1",
+            {"a": account},
+        )
+    params = {
+        "a": account,
+        "r": run_id,
+        "s": source,
+        "why": reason,
+        "limit": min(max(limit, 1), 500),
+        "offset": max(offset, 0),
+    }
+    where = """account = %(a)s AND run_id = %(r)s AND (%(s)s = '' OR source = %(s)s)
+               AND (%(why)s = '' OR reason = %(why)s)"""
+    total = _one(conn, f"SELECT count(*) FROM ozon_reject WHERE {where}", params)
+    rows = [
+        {"id": rid, "source": src, "reason": why, "record": record, "rejected_at": iso(at)}
+        for rid, src, why, record, at in _all(
+            conn,
+            f"""SELECT id, source, reason, record, rejected_at FROM ozon_reject WHERE {where}
+                ORDER BY id LIMIT %(limit)s OFFSET %(offset)s""",
+            params,
+        )
+    ]
+    return {"account": account, "run_id": run_id, "total": total, "rows": rows}
+
+
+def mismatches(conn: Any, account: str, limit: int = 50) -> dict[str, Any]:
+    """FBO SKUs whose v4 ``present - reserved`` differs now from the sum of their warehouse rows'
+    ``free_to_sell`` (the cross-source check, recomputed from the current tables)."""
+    if not has_schema(conn):
+        return {"account": account, "total": 0, "rows": []}
+    sql = """WITH t AS (
+                 SELECT sku, sum(present - reserved) AS v4_available FROM ozon_stock_by_type
+                 WHERE account = %(a)s AND lower(stock_type) = 'fbo' GROUP BY sku
+             ), w AS (
+                 SELECT sku, sum(free_to_sell) AS warehouses_free_to_sell FROM ozon_stock_by_warehouse
+                 WHERE account = %(a)s GROUP BY sku
+             )
+             SELECT coalesce(t.sku, w.sku) AS sku, coalesce(v4_available, 0), coalesce(warehouses_free_to_sell, 0)
+             FROM t FULL JOIN w ON t.sku = w.sku
+             WHERE coalesce(v4_available, 0) <> coalesce(warehouses_free_to_sell, 0)"""
+    total = _one(conn, f"SELECT count(*) FROM ({sql}) d", {"a": account})
+    rows = [
+        {"sku": sku, "v4_available": int(v4), "warehouses_free_to_sell": int(wh)}
+        for sku, v4, wh in _all(conn, f"{sql} ORDER BY 1 LIMIT %(limit)s", {"a": account, "limit": limit})
+    ]
+    return {"account": account, "total": total, "rows": rows}
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _all(conn: Any, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return list(cur.fetchall())
+
+
+def _first(conn: Any, sql: str, params: Mapping[str, Any] | None = None) -> tuple[Any, ...] | None:
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        row = cur.fetchone()
+        return tuple(row) if row is not None else None
+
+
+def _one(conn: Any, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+    row = _first(conn, sql, params)
+    return row[0] if row else None
