@@ -10,6 +10,12 @@ SELECT pg_advisory_xact_lock(hashtext('ozon_inventory:' || %(account)s));
 -- planner picks when statistics lag behind a large load, turns them quadratic. Only for this transaction.
 SET LOCAL enable_nestloop = off;
 
+-- name: clock
+-- The database's clock: no as-of is stored later than it (a worker or a Date header a day ahead
+-- would otherwise make every later, correct run look stale). Whole seconds, as Ozon's Date header
+-- has them, so the next run's as-of from that header is never older than a clamped one.
+SELECT date_trunc('second', now());
+
 -- name: source_state
 SELECT source, as_of, rows, products FROM ozon_source_state WHERE account = %(account)s;
 

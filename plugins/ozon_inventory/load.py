@@ -97,11 +97,13 @@ def load_run(
         cur.execute(sql["lock_account"], base)
         cur.execute(sql["bulk_plans"])
         loaded = _loaded_as_of(cur, sql, base)
+        cur.execute(sql["clock"])
+        clock: datetime = cur.fetchone()[0]
         for spec in REGISTRY:
             source = report.sources.get(spec.name)
             if source is None or source.status != "ok":
                 continue
-            as_of = datetime.fromisoformat(str(source.as_of))
+            as_of = _as_of(spec.name, str(source.as_of), clock, staging, run_id)
             if _is_stale(spec.name, as_of, loaded.get(spec.name), staging, run_id):
                 result.stale.append(spec.name)
                 continue
@@ -120,6 +122,25 @@ def _loaded_as_of(cur: Any, sql: dict[str, str], base: dict[str, Any]) -> dict[s
     """The as-of time of each source the account has loaded (read under the account's lock)."""
     cur.execute(sql["source_state"], base)
     return {row[0]: row[1] for row in cur.fetchall()}
+
+
+def _as_of(source: str, stamped: str, clock: datetime, staging: StagingArea, run_id: str) -> datetime:
+    """The source's as-of time, but never later than the database's clock: a run stamped in the
+    future (a worker's clock or Ozon's ``Date`` ahead) would make every later, correct run stale."""
+    as_of = datetime.fromisoformat(stamped)
+    if as_of <= clock:
+        return as_of
+    log.warning(
+        "account %s, run %s: %s is stamped %s, ahead of the database clock %s (a clock runs ahead): "
+        "stored as of %s",
+        staging.account,
+        run_id,
+        source,
+        as_of,
+        clock,
+        clock,
+    )
+    return clock
 
 
 def _is_stale(

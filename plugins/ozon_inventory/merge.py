@@ -19,7 +19,7 @@ from typing import Any
 from ozon_inventory.rules import NULL
 from ozon_inventory.sources import JOINS, REGISTRY, Join, ModelFile, owner
 from ozon_inventory.staging import StagingArea
-from ozon_inventory.validate import ValidationReport
+from ozon_inventory.validate import ValidationReport, writing
 
 _BATCH = 5000
 
@@ -50,7 +50,8 @@ def merge_run(staging: StagingArea, report: ValidationReport) -> MergeResult:
         lookup = _lookup(staging, join.lookup) if owner(join.lookup) in ok else {}
         result.files[join.target.file] = _join(staging, join, lookup)
     result.duration_s = round(time.monotonic() - started, 3)
-    staging.write_json("model", "merge.json", result.as_dict())
+    with writing(staging.file("model", "merge.json")):
+        staging.write_json("model", "merge.json", result.as_dict())
     return result
 
 
@@ -65,8 +66,10 @@ def _join(staging: StagingArea, join: Join, lookup: dict[str, str]) -> int:
     keys_at = join.base.columns.index(join.keys)
     take = [join.base.columns.index(c) if c in join.base.columns else -1 for c in join.target.columns]
     count = 0
+    target = staging.file(join.target.folder, join.target.file)
     with (
         staging.open_read(join.base.folder, join.base.file) as src,
+        writing(target),
         staging.open_write(join.target.folder, join.target.file) as out,
     ):
         lines: list[str] = []

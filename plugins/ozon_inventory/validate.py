@@ -21,13 +21,14 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Hashable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
 
 import orjson
 
-from ozon_inventory.exceptions import ShrinkGuardError, StagingError
+from ozon_inventory.exceptions import ShrinkGuardError, StagingError, StagingWriteError
 from ozon_inventory.methods import OzonMethod, method
 from ozon_inventory.rules import (
     INT64,
@@ -138,7 +139,7 @@ class _Writer:
         staging: StagingArea,
         spec: SourceSpec,
         report: SourceReport,
-        rejects: TextIO,
+        rejects: _Rejects,
         known_fields: Mapping[str, frozenset[str]],
     ):
         self.staging, self.spec, self.report, self.rejects_out = staging, spec, report, rejects
@@ -152,15 +153,19 @@ class _Writer:
         self._tallies: dict[str, dict[int, int]] = {}
         self._counts: dict[str, int] = dict.fromkeys(self._buffers, 0)
         self._handles: dict[str, TextIO] = {}
+        self._paths: dict[str, Any] = {}
 
     def __enter__(self) -> _Writer:
         for file in self.spec.writes:
-            self._handles[file.name] = self.staging.open_write(file.folder, file.file)
+            self._paths[file.name] = path = self.staging.file(file.folder, file.file)
+            with writing(path):
+                self._handles[file.name] = self.staging.open_write(file.folder, file.file)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for handle in self._handles.values():
-            handle.close()
+        for name, handle in self._handles.items():
+            with writing(self._paths[name]):
+                handle.close()
 
     # -- RowSink ---------------------------------------------------------------------------------
 
@@ -197,13 +202,15 @@ class _Writer:
 
     def reject(self, reason: str, record: Any) -> None:
         self.report.rejects += 1
-        line = f"{self.spec.name}\t{copy_text(printable(reason))}\t{copy_text(record_json(record))}\n"
-        self.rejects_out.write(line)
+        self.rejects_out.write(
+            f"{self.spec.name}\t{copy_text(printable(reason))}\t{copy_text(record_json(record))}\n"
+        )
 
     def _flush(self, name: str) -> None:
         buffer = self._buffers[name]
         if buffer:
-            self._handles[name].write("".join(["\t".join(values) + "\n" for values in buffer]))
+            with writing(self._paths[name]):
+                self._handles[name].write("".join(["\t".join(values) + "\n" for values in buffer]))
             self._counts[name] += len(buffer)
             buffer.clear()
 
@@ -230,6 +237,18 @@ class _Writer:
                 self.report.unknown_values,
             )
         return self._tallies
+
+
+@contextmanager
+def writing(target: Any) -> Iterator[None]:
+    """Name the file when a write fails: ``No space left on device`` alone names nothing.
+
+    ``StagingWriteError`` is not permanent: once space is freed, a retry of the task succeeds.
+    """
+    try:
+        yield
+    except OSError as exc:
+        raise StagingWriteError(f"cannot write {target}: {exc.strerror or exc}") from exc
 
 
 def _where(staging: StagingArea) -> str:
@@ -259,8 +278,25 @@ def _each_record(staging: StagingArea, manifest: Manifest, ozon: OzonMethod) -> 
         yield from records[manifest.overlap :] if number else records
 
 
+class _Rejects:
+    """``validated/rejects.tsv``: every source's rejects, one line each; a failed write names it."""
+
+    def __init__(self, staging: StagingArea):
+        self.path = staging.file(REJECTS.folder, REJECTS.file)
+        with writing(self.path):
+            self.handle: TextIO = staging.open_write(REJECTS.folder, REJECTS.file)
+
+    def write(self, line: str) -> None:
+        with writing(self.path):
+            self.handle.write(line)
+
+    def close(self) -> None:
+        with writing(self.path):
+            self.handle.close()
+
+
 def _validate_source(
-    staging: StagingArea, spec: SourceSpec, manifest: Manifest, rejects: TextIO
+    staging: StagingArea, spec: SourceSpec, manifest: Manifest, rejects: _Rejects
 ) -> tuple[SourceReport, dict[str, dict[int, int]]]:
     report = SourceReport(
         "ok", manifest.method, manifest.as_of, manifest.fallback_from, requests=manifest.requests
@@ -294,20 +330,22 @@ def validate_run(
     """
     report = ValidationReport(staging.account, staging.run_key, {})
     tallies: dict[tuple[str, str], dict[int, int]] = {}
-    with staging.open_write(REJECTS.folder, REJECTS.file) as rejects:
-        for spec in REGISTRY:
-            manifest = staging.manifest(spec.name)
-            if manifest is None:
-                status = "skipped" if skipped and spec.name in skipped else "missing"
-                report.sources[spec.name] = SourceReport(status)
-                continue
-            report.sources[spec.name], sums = _validate_source(staging, spec, manifest, rejects)
-            tallies.update({(spec.name, name): values for name, values in sums.items()})
+    rejects = _Rejects(staging)
+    for spec in REGISTRY:
+        manifest = staging.manifest(spec.name)
+        if manifest is None:
+            status = "skipped" if skipped and spec.name in skipped else "missing"
+            report.sources[spec.name] = SourceReport(status)
+            continue
+        report.sources[spec.name], sums = _validate_source(staging, spec, manifest, rejects)
+        tallies.update({(spec.name, name): values for name, values in sums.items()})
+    rejects.close()
     ok = set(report.ok)
     for check in CHECKS:
         if check.expected[0] in ok and check.actual[0] in ok:
             _cross_check(report, check, tallies.get(check.expected, {}), tallies.get(check.actual, {}))
-    staging.write_json("validated", "report.json", report.as_dict())
+    with writing(staging.file("validated", "report.json")):
+        staging.write_json("validated", "report.json", report.as_dict())
     _shrink_guard(report, previous or {}, shrink_threshold, allow_shrink)
     return report
 

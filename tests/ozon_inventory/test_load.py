@@ -226,3 +226,26 @@ def test_a_missing_model_file_fails_the_load_naming_it_and_loads_nothing(pg_conn
     with pytest.raises(StagingError, match=r"account acc, run 20261122T100000Z: .*products.tsv is missing"):
         load_run(pg_conn, staging, report, "run-10")
     assert rows(pg_conn, "SELECT count(*) FROM ozon_stock_by_type_history") == [(0,)]
+
+
+def test_a_run_stamped_in_the_future_is_stored_at_the_database_clock_and_freezes_nothing(pg_conn, tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    ahead = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    staging = StagingArea(str(tmp_path), "acc", "20261122T100000Z")
+    for source, answer in CATALOGUE.items():
+        stage(staging, source, METHOD[source], answer, as_of=ahead)
+    ensure_schema(pg_conn)
+    report = validate_run(staging, previous_counts(pg_conn, "acc"))
+    merge_run(staging, report)
+    skewed = load_run(pg_conn, staging, report, "run-ahead")
+    assert skewed.status == "complete"
+    (stored,) = rows(pg_conn, "SELECT max(as_of) <= now() FROM ozon_source_state")
+    assert stored == (True,)
+    now = datetime.now(UTC).isoformat()  # a later run with a correct clock: applied, not stale
+    later = StagingArea(str(tmp_path), "acc", "20261122T110000Z")
+    for source, answer in CATALOGUE.items():
+        stage(later, source, METHOD[source], answer, as_of=now)
+    report = validate_run(later, previous_counts(pg_conn, "acc"))
+    merge_run(later, report)
+    assert load_run(pg_conn, later, report, "run-later").stale == []

@@ -67,3 +67,19 @@ def test_merge_leaves_the_facts_alone_and_can_run_again(staging):
     assert first.files == again.files
     assert (staging.dir("model") / "stock_by_type.tsv").read_bytes() == facts
     assert staging.read_json("model", "merge.json")["files"] == again.files
+
+
+def test_a_full_disk_names_the_file_merge_was_writing(staging, monkeypatch):
+    from ozon_inventory.exceptions import StagingWriteError
+
+    stage(staging, "stocks", V4_STOCKS, v4(item(1, "A", stock(11))))
+    report = validate_run(staging)
+
+    def full(self, folder, name):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(StagingArea, "open_write", full)
+    with pytest.raises(
+        StagingWriteError, match=r"cannot write .*/model/products.tsv: No space left on device"
+    ):
+        merge_run(staging, report)

@@ -475,3 +475,27 @@ def test_a_source_older_than_what_is_loaded_is_stale_not_a_shrink(staging):
     later = datetime(2026, 11, 23, tzinfo=UTC).isoformat()
     report = validate_run(staging, {"stocks": loaded(later, 100, 100)})
     assert report.sources["stocks"].status == "ok"  # the load marks it stale and does not apply it
+
+
+def test_a_full_disk_names_the_file_validate_was_writing(staging, monkeypatch):
+    from ozon_inventory.exceptions import StagingWriteError
+
+    stage(staging, "stocks", V4_STOCKS, v4(item(1, "A", stock(11))))
+    real = StagingArea.open_write
+
+    def full(self, folder, name):
+        handle = real(self, folder, name)
+        if name == "stock_by_type.tsv":
+
+            def write(_text):
+                raise OSError(28, "No space left on device")
+
+            handle.write = write
+        return handle
+
+    monkeypatch.setattr(StagingArea, "open_write", full)
+    with pytest.raises(
+        StagingWriteError, match=r"cannot write .*/acc/20261122T100000Z/model/stock_by_type.tsv: No space"
+    ) as caught:
+        validate_run(staging)
+    assert not caught.value.permanent  # a retry succeeds once space is freed
