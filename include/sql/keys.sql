@@ -2,6 +2,11 @@
 -- /v1/roles at most once a day per account, kept here for every worker and copied into the run
 -- ledger by the load. Times are the database's.
 
+-- name: create_lock
+-- Several processes create the table at once on first use: one at a time (a plain IF NOT EXISTS
+-- can still fail on the type catalogue's unique index).
+SELECT pg_advisory_xact_lock(hashtext('ozon_inventory:keys:create'));
+
 -- name: create
 CREATE TABLE IF NOT EXISTS ozon_account_key (
     account text PRIMARY KEY,

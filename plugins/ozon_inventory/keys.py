@@ -77,6 +77,7 @@ def _read_or_ask(client: OzonClient, conn: Any, account: str) -> KeyStatus:
     sql = statements("keys")
     params: dict[str, Any] = {"account": account, "client_id": client.client_id}
     with conn.transaction(), conn.cursor() as cur:
+        cur.execute(sql["create_lock"])
         cur.execute(sql["create"])
         cur.execute(sql["lock_account"], params)
         cur.execute(sql["cached"], params)

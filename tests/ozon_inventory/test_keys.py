@@ -76,3 +76,22 @@ def test_an_unreadable_expiry_does_not_block_fetching(client, simulator, pg_conn
     caplog.set_level(logging.WARNING)
     status = check_key(client, pg_conn, "acc", "ozon_default")
     assert status.expires_at is None and "could not read the Api-Key's expiry of account acc" in caplog.text
+
+
+def test_three_fetch_tasks_checking_at_once_ask_ozon_once(simulator, pg_dsn):
+    """The three fetch tasks of an account start together, each in its own process, on a new database."""
+    import multiprocessing
+
+    expire_in(simulator, 60)
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(3) as pool:
+        asked = pool.starmap(_check_in_a_process, [(simulator.url, pg_dsn)] * 3)
+    assert sorted(asked) == [False, False, True]
+    assert roles_requests(simulator) == 1
+
+
+def _check_in_a_process(url: str, dsn: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        return check_key(OzonClient(url, CLIENT_ID, API_KEY), conn, "acc", "ozon_default").asked_ozon
