@@ -25,6 +25,8 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
+import re
 import threading
 import time
 from collections import deque
@@ -50,6 +52,7 @@ from ozon_inventory.exceptions import (
     OzonMethodDown,
     OzonMethodUnavailable,
     OzonPagingError,
+    OzonRowsRepeated,
     OzonSnapshotChanged,
     OzonTransientError,
 )
@@ -60,6 +63,35 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "https://api-seller.ozon.ru"
 _RETRY_AFTER_CAP = 120.0
+
+
+#: What each tuning option of the client must be: (lowest, lowest allowed itself?, unit).
+_OPTION_RULES: dict[str, tuple[float, bool, str]] = {
+    "rate_limit": (0, False, " requests/s"),
+    "headroom": (0, False, ""),
+    "timeout": (0, False, " s"),
+    "max_retries": (0, True, ""),
+    "backoff": (0, True, " s"),
+    "backoff_max": (0, True, " s"),
+    "breaker_threshold": (1, True, ""),
+    "workers": (1, True, ""),
+    "max_pages": (1, True, ""),
+}
+
+
+def option_problem(name: str, value: Any) -> str | None:
+    """What is wrong with a tuning option's value (``workers=0`` would fail deep in a thread pool), or None."""
+    rule = _OPTION_RULES.get(name)
+    if rule is None:
+        return None
+    low, inclusive, unit = rule
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return f"{name} must be a finite number, got {value!r}"
+    if value < low or (value == low and not inclusive):
+        return f"{name} must be {'at least' if inclusive else 'more than'} {low}{unit}, got {value:g}"
+    if name == "headroom" and value > 1:
+        return f"headroom must be at most 1 (a share of the rate limit), got {value:g}"
+    return None
 
 
 def clean_secret(value: Any, what: str, where: str) -> str:
@@ -151,22 +183,35 @@ class CircuitBreaker:
     """Declares a method down after ``threshold`` consecutive failed attempts (429s do not count).
 
     ``down`` survives the client: the fetch stores it with the run (staging), so a task retry does
-    not hammer again a method this run already found dead.
+    not hammer again a method this run already found dead. After ``cooldown`` seconds the breaker
+    is half-open: one request may probe the method (an operator's clear once Ozon has healed); a
+    success closes it, a failure opens it again at once.
     """
 
-    def __init__(self, threshold: int = 5, down: dict[str, dict[str, Any]] | None = None):
-        self.threshold = threshold
+    def __init__(
+        self, threshold: int = 5, cooldown: float = 60.0, down: dict[str, dict[str, Any]] | None = None
+    ):
+        self.threshold, self.cooldown = threshold, cooldown
         self.down: dict[str, dict[str, Any]] = dict(down or {})
         self._failures: dict[str, int] = {}
         self._lock = threading.Lock()
         self.on_open: Callable[[str, dict[str, Any]], None] | None = None
 
     def check(self, method: str) -> None:
-        info = self.down.get(method)
-        if info is not None:
-            raise OzonMethodDown(
-                method, info.get("status"), str(info.get("cause", "")), int(info.get("failures", 0))
-            )
+        with self._lock:
+            info = self.down.get(method)
+            if info is None:
+                return
+            if time.time() - float(info.get("at") or 0) >= self.cooldown:
+                del self.down[method]  # half-open: this request probes; one failure re-opens
+                self._failures[method] = self.threshold - 1
+                log.info(
+                    "Ozon %s was declared down %.0f s ago: probing it again", method, time.time() - info["at"]
+                )
+                return
+        raise OzonMethodDown(
+            method, info.get("status"), str(info.get("cause", "")), int(info.get("failures", 0))
+        )
 
     def success(self, method: str) -> None:
         with self._lock:
@@ -211,6 +256,7 @@ class OzonClient:
     backoff: float = 0.5
     backoff_max: float = 30.0
     breaker_threshold: int = 5
+    breaker_cooldown: float = 60.0
     max_pages: int = 100_000
     workers: int = 4
     budget_dsn: str | None = field(default=None, repr=False)
@@ -222,15 +268,22 @@ class OzonClient:
     def __post_init__(self) -> None:
         self.base_url = (self.base_url or DEFAULT_HOST).rstrip("/")
         self.client_id = clean_secret(self.client_id, "the Client-Id", "Ozon client")
+        for name in _OPTION_RULES:
+            problem = option_problem(name, getattr(self, name))
+            if problem:
+                raise ConfigError(f"Ozon client for Client-Id {self.client_id}: {problem}")
         if self.token:
             self.token = clean_secret(self.token, "the OAuth token", f"Ozon account {self.client_id}")
         else:
             self.api_key = clean_secret(self.api_key, "the Api-Key", f"Ozon account {self.client_id}")
         self.auth = OzonAuth(self.client_id, self.api_key, self.token)
+        # an error body that repeats the key (Ozon's message, a proxy echoing headers) is masked
+        # before its text reaches an exception or a log line
+        self._secrets = [x.encode() for x in (self.api_key, self.token) if x and len(x) >= 6]
         self._factory = self.session_factory or _sessions(self.auth)
         self._local = threading.local()
         self._stats_lock = threading.Lock()
-        self.breaker = CircuitBreaker(self.breaker_threshold)
+        self.breaker = CircuitBreaker(self.breaker_threshold, self.breaker_cooldown)
         self.budget: RateBudget = budget_for(
             self.client_id, self.rate_limit, self.headroom, method_limits(), self.budget_dsn
         )
@@ -311,8 +364,8 @@ class OzonClient:
                 stat, path, attempt, "-", started, waited, 0, None, f"timed out after {self.timeout:g} s"
             )
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            cause = f"connection error ({type(exc).__name__}: body cut short or connection lost)"
-            self._failed(stat, path, attempt, "-", started, waited, 0, None, cause)
+            self._failed(stat, path, attempt, "-", started, waited, 0, None, self._connection_cause(exc))
+        shown_raw = self._scrub(raw) if status != 200 else raw
         remaining = _non_negative(response.headers.get("Ratelimit-Remaining"))
         if remaining is not None:
             self.budget.observe_remaining(remaining)
@@ -335,7 +388,7 @@ class OzonClient:
             self.budget.pause(retry_after)
             with self._stats_lock:
                 stat.responses_429 += 1
-            cause = f"HTTP 429 rate limited ({_error_text(raw)}), Retry-After {retry_after:g} s"
+            cause = f"HTTP 429 rate limited ({_error_text(shown_raw)}), Retry-After {retry_after:g} s"
             self._record(stat, path, attempt, status, started, waited, None, len(raw), failed=True)
             raise _Retryable(cause, status, retry_after)
         if status >= 500:
@@ -348,10 +401,26 @@ class OzonClient:
                 waited,
                 len(raw),
                 status,
-                f"HTTP {status}: {_error_text(raw)}",
+                f"HTTP {status}: {_error_text(shown_raw)}",
             )
         self._record(stat, path, attempt, status, started, waited, None, len(raw), failed=True)
-        raise _classify(path, status, raw)
+        raise _classify(path, status, shown_raw)
+
+    def _connection_cause(self, exc: Exception) -> str:
+        """A connection that could not be made names the host and the system's reason; one that broke
+        off says so."""
+        text = str(exc)
+        reason = _ERRNO.search(text)
+        if "NewConnectionError" in text or "NameResolutionError" in text or "Failed to resolve" in text:
+            why = reason.group(1).strip() if reason else "no connection"
+            return f"connection error: cannot connect to {self.base_url} ({why})"
+        detail = reason.group(1).strip() if reason else "body cut short or connection lost"
+        return f"connection error ({type(exc).__name__}: {detail})"
+
+    def _scrub(self, raw: bytes) -> bytes:
+        for secret in self._secrets:
+            raw = raw.replace(secret, b"***")
+        return raw
 
     def _failed(
         self,
@@ -589,33 +658,62 @@ class OzonClient:
 
 
 class _KeyCheck:
-    """Counts rows seen twice across pages (by the method's ``row_key``): proof the data moved."""
+    """Counts rows seen twice across pages (by the method's ``row_key``): the data moved, or Ozon repeats rows."""
+
+    _EXAMPLES = 5
 
     def __init__(self, method: OzonMethod):
         self.method = method
         self.seen: set[int] = set()
-        self.repeated = 0
+        self.rows = 0
+        self.repeated: set[tuple[str, ...]] = set()
 
     def add(self, rows: list[Any]) -> None:
         if not self.method.row_key:
             return
         for row in rows:
-            key = hash(_row_key(self.method, row))
-            self.repeated += key in self.seen
-            self.seen.add(key)
+            key = _row_key(self.method, row)
+            hashed = hash(key)
+            self.rows += 1
+            if hashed in self.seen and key is not None:
+                self.repeated.add(key)
+            self.seen.add(hashed)
 
     def raise_if_moved(self, total: int | None) -> None:
-        if self.repeated or (total is not None and total != len(self.seen)):
-            raise OzonSnapshotChanged(
-                f"Ozon {self.method.path}: the data changed while paging ({len(self.seen)} distinct rows, "
-                f"{self.repeated} repeated, total said {total})"
+        """After the last page: rows seen twice, or a count that misses the stated total."""
+        if not self.repeated and (total is None or total == len(self.seen)):
+            return
+        path = self.method.path
+        if self.repeated:
+            examples = ", ".join(
+                " ".join(f"{name}={value}" for name, value in zip(self.method.row_key, key, strict=True))
+                for key in sorted(self.repeated)[: self._EXAMPLES]
             )
+            said = "" if total is None else f"; {self.rows} rows against a total of {total}"
+            message = (
+                f"Ozon {path}: {len(self.repeated)} rows came more than once across pages ({examples}{said}): "
+                "the data changed while paging, or Ozon's answer lists them twice"
+            )
+        else:
+            message = (
+                f"Ozon {path}: the data changed while paging ({self.rows} rows against the total of {total} "
+                "that the first page stated)"
+            )
+        raise OzonRowsRepeated(
+            message,
+            frozenset(self.repeated),
+            self.rows,
+            total,
+        )
 
 
 def _row_key(method: OzonMethod, row: Any) -> tuple[Any, ...] | None:
     if not isinstance(row, dict):
         return None
     return tuple(str(row.get(k)) for k in method.row_key)
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 
 
 def _non_negative(value: Any) -> int | None:

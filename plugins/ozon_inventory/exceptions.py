@@ -82,6 +82,23 @@ class OzonSnapshotChanged(OzonInventoryError):
     """The data changed while it was being paged (duplicates or a moving total)."""
 
 
+class OzonRowsRepeated(OzonSnapshotChanged):
+    """Rows came more than once across the pages of one complete pass (or the count missed the total).
+
+    Either the data moved while it was paged, or Ozon's answer itself lists a row twice; only a
+    second pass tells which (``fetch`` compares ``repeated`` of two passes). Every page was read.
+    """
+
+    def __init__(self, message: str, repeated: frozenset[tuple[str, ...]], rows: int, total: int | None):
+        super().__init__(message)
+        self.repeated, self.rows, self.total = repeated, rows, total
+
+    @property
+    def consistent(self) -> bool:
+        """Every row Ozon counted came (the total, where stated, counts the repeats too)."""
+        return bool(self.repeated) and (self.total is None or self.total == self.rows)
+
+
 class ConfigError(OzonInventoryError):
     """A connection, param or Variable holds a value the pipeline cannot use."""
 

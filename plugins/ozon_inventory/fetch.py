@@ -20,7 +20,13 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from ozon_inventory.client import OzonClient, Page
-from ozon_inventory.exceptions import OzonMethodDown, OzonMethodUnavailable, OzonSnapshotChanged, StagingError
+from ozon_inventory.exceptions import (
+    OzonMethodDown,
+    OzonMethodUnavailable,
+    OzonRowsRepeated,
+    OzonSnapshotChanged,
+    StagingError,
+)
 from ozon_inventory.methods import V4_STOCKS, OzonMethod, Paging, method, plan
 from ozon_inventory.staging import Manifest, StagingArea
 
@@ -111,8 +117,15 @@ def _stage(
     pages: Callable[[], Iterator[Page]],
     fallback_from: str | None = None,
 ) -> Manifest:
-    """Write every page of one pass; restart the pass when Ozon's data moved while we paged."""
+    """Write every page of one pass; restart the pass when Ozon's data moved while we paged.
+
+    Rows that come twice in a pass mean the data moved, unless the next whole pass repeats exactly
+    the same rows and Ozon's count agrees: then Ozon's answer itself lists them twice. That pass is
+    kept as received (validation keeps one copy and rejects the others, with the reason); failing
+    every run on it would freeze the account for as long as Ozon keeps the duplicate.
+    """
     started = time.monotonic()
+    repeated_before: frozenset[tuple[str, ...]] | None = None
     for attempt in range(1, SNAPSHOT_PASSES + 1):
         folder = staging.begin(source)
         digest = hashlib.sha256()
@@ -129,12 +142,25 @@ def _stage(
                 manifest.pages += 1
                 manifest.rows += page.rows
                 manifest.bytes += size
+        except OzonRowsRepeated as exc:
+            if exc.consistent and exc.repeated == repeated_before:
+                log.warning(
+                    "Ozon %s lists the same %d rows more than once in two whole passes in a row (%s): "
+                    "a duplicate in Ozon's answer, not data that moved; staged as received, validation "
+                    "keeps one copy of each",
+                    m.path,
+                    len(exc.repeated),
+                    _examples(m, exc.repeated),
+                )
+            else:
+                repeated_before = exc.repeated if exc.consistent else None
+                _pass_failed(exc, source, attempt)
+                continue
         except OzonSnapshotChanged as exc:
-            if attempt == SNAPSHOT_PASSES:
-                raise
-            log.warning("%s; fetching %s again (pass %d of %d)", exc, source, attempt + 1, SNAPSHOT_PASSES)
+            repeated_before = None
+            _pass_failed(exc, source, attempt)
             continue
-        manifest.as_of = manifest.as_of or datetime.now(UTC).isoformat()
+        manifest.as_of = manifest.as_of or _worker_now()
         manifest.sha256 = digest.hexdigest()
         manifest.requests = client.summary()
         manifest.duration_s = round(time.monotonic() - started, 3)
@@ -153,6 +179,23 @@ def _stage(
     raise AssertionError("unreachable")
 
 
+def _pass_failed(exc: OzonSnapshotChanged, source: str, attempt: int) -> None:
+    """One pass saw the data move: fetch again, or give up after the last pass."""
+    if attempt == SNAPSHOT_PASSES:
+        raise OzonSnapshotChanged(
+            f"{exc} — in each of {SNAPSHOT_PASSES} passes; Ozon's data kept changing while {source} was "
+            "paged, nothing was staged; a later run will read it again"
+        ) from exc
+    log.warning("%s; fetching %s again (pass %d of %d)", exc, source, attempt + 1, SNAPSHOT_PASSES)
+
+
+def _examples(m: OzonMethod, keys: frozenset[tuple[str, ...]], count: int = 5) -> str:
+    return ", ".join(
+        " ".join(f"{name}={value}" for name, value in zip(m.row_key, key, strict=True))
+        for key in sorted(keys)[:count]
+    )
+
+
 def as_of(page: Page) -> str:
     """When the data was read: Ozon's ``Date`` header (its clock), else this worker's clock.
 
@@ -166,7 +209,13 @@ def as_of(page: Page) -> str:
             log.warning(
                 "unreadable Date header %r from %s; using this worker's clock", page.date, page.method
             )
-    return datetime.now(UTC).isoformat()
+    return _worker_now()
+
+
+def _worker_now() -> str:
+    """This worker's clock in whole seconds, the resolution of Ozon's ``Date`` header: a run stamped by
+    one clock must not look newer than a later run stamped by the other within the same second."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
 def _share_breaker(client: OzonClient, staging: StagingArea) -> None:

@@ -10,7 +10,8 @@ PostgreSQL metadata database, LocalExecutor, and ``api-server``, ``scheduler``, 
 - ``ozon_big``: a catalogue big enough that one account's three fetch tasks overlap, against a
   strict fixed one-second window of 50 requests: the three processes together must keep to it.
 - ``ozon_dead``: ``/v2/analytics/stock_on_warehouses`` answers 503 to everything: the run must
-  stop knocking soon and show failed soon.
+  stop knocking soon and, pinned to that method, show failed soon; under ``auto`` it completes
+  through the successor.
 
 Measured figures are printed and written to ``e2e-figures.json`` in pytest's temporary folder.
 """
@@ -69,7 +70,7 @@ class Stack:
 def _connection(sim: RunningSimulator, account: str, **extra: Any) -> str:
     client_id, api_key = ACCOUNTS[account]
     return json.dumps(
-        {"conn_type": "http", "host": sim.url, "login": client_id, "password": api_key, "extra": extra}
+        {"conn_type": "ozon", "host": sim.url, "login": client_id, "password": api_key, "extra": extra}
     )
 
 
@@ -112,10 +113,10 @@ def stack(pg_server, tmp_path_factory):
             env={
                 # this tree's package first, whatever copy of it is installed in the environment
                 "PYTHONPATH": os.pathsep.join(str(p) for p in (ROOT / "plugins", ROOT / "dags", ROOT)),
-                # The operator flow's account gives up after 2 attempts a request, as the SQLite test
-                # did. With the client's defaults (5 retries) the breaker opens on both analytics
-                # methods, the run keeps them "down" in staging, and the clear after healing fails.
-                "AIRFLOW_CONN_OZON_DEFAULT": _connection(running[OPS], OPS, max_retries=1, backoff=0.05),
+                # The operator flow's account: production retries; both analytics methods fail, so the
+                # breaker declares both down for the run. Its cooldown is short here (60 s by
+                # default) so the clear right after healing is the half-open probe that closes it.
+                "AIRFLOW_CONN_OZON_DEFAULT": _connection(running[OPS], OPS, backoff=0.05, breaker_cooldown=2),
                 # the citizenship accounts keep the client's production defaults
                 "AIRFLOW_CONN_OZON_BIG": _connection(running[BIG], BIG),
                 "AIRFLOW_CONN_OZON_DEAD": _connection(running[DEAD], DEAD),
@@ -350,12 +351,18 @@ def test_overlapping_fetches_keep_to_one_rate_limit(stack):
 
 
 def test_dead_method_is_left_alone_and_the_run_fails_soon(stack):
-    """``/v2/analytics/stock_on_warehouses`` answers 503 to everything, with production task retries:
-    at most 20 requests reach it in the whole run, and the run shows failed within 3 minutes."""
+    """``/v2/analytics/stock_on_warehouses`` answers 503 to everything, with production task retries.
+
+    Pinned to that method (no successor to move to): at most 20 requests reach it in the whole run,
+    and the run shows failed within 3 minutes. With ``auto``: the breaker moves to the successor,
+    the run completes, and the dead method still costs at most 20 requests.
+    """
     cluster, running = stack.cluster, stack.sims[DEAD]
     client_id = ACCOUNTS[DEAD][0]
     running.sim.add_fault(Fault(V2_ANALYTICS, "status", status=503, times=-1))
-    run_id = cluster.trigger(DAG_ID, "2026-11-21T00:00:00Z", conf={"accounts": [DEAD]})
+    run_id = cluster.trigger(
+        DAG_ID, "2026-11-21T00:00:00Z", conf={"accounts": [DEAD], "warehouse_stock_method": "v2"}
+    )
 
     def first_failure() -> float | None:
         failed = [
@@ -386,15 +393,30 @@ def test_dead_method_is_left_alone_and_the_run_fails_soon(stack):
         if t["task_id"] in FETCHES
     }
     seconds_to_failed = None if failed_seen_at is None else round(failed_seen_at - first_failed_at, 1)
+
+    # the same dead method under ``auto``: the successor completes the run
+    running.sim.reset_stats()
+    auto_run = cluster.trigger(DAG_ID, "2026-11-22T00:00:00Z", conf={"accounts": [DEAD]})
+    auto_state = cluster.wait_run(DAG_ID, auto_run)
+    auto_seen = running.sim.citizenship(client_id)
+    with stack.connect() as conn:
+        ledger = conn.execute(
+            "SELECT status, sources->'warehouse_stocks'->>'method', sources->'warehouse_stocks'->>'fallback_from'"
+            " FROM ozon_sync_run WHERE run_id = %s AND account = %s",
+            (auto_run, DEAD),
+        ).fetchone()
     stack.record(
         "dead_method",
         {
-            "run_state": state,
+            "pinned_run_state": state,
             "requests_to_dead_method": dead_requests,
             "seconds_from_first_failed_request_to_run_failed": seconds_to_failed,
             "per_method": seen["per_method"],
             "responses_429": seen["responses_429"],
             "fetch_tries": tries,
+            "auto_run_state": auto_state,
+            "auto_requests_to_dead_method": auto_seen["per_method"].get(V2_ANALYTICS, 0),
+            "auto_ledger": ledger,
         },
     )
     assert dead_requests <= DEAD_METHOD_MAX_REQUESTS, seen
@@ -402,3 +424,6 @@ def test_dead_method_is_left_alone_and_the_run_fails_soon(stack):
         f"the run was {state!r} {FAILED_WITHIN_S} s after the first failed request to {V2_ANALYTICS}; "
         f"tasks: {cluster.task_states(DAG_ID, run_id)}"
     )
+    assert auto_state == "success", cluster.task_states(DAG_ID, auto_run)
+    assert auto_seen["per_method"].get(V2_ANALYTICS, 0) <= DEAD_METHOD_MAX_REQUESTS, auto_seen
+    assert ledger == ("complete", V1_ANALYTICS, V2_ANALYTICS)

@@ -73,3 +73,38 @@ def test_as_of_is_ozons_clock_not_the_workers(simulator, tmp_path):
     assert abs(stamped - datetime.now(UTC)) < timedelta(seconds=5)
     page = Page(V4_STOCKS, 1, b"{}", {}, 0, {}, date="Tue, 24 Nov 2026 06:00:00 GMT")
     assert as_of(page) == "2026-11-24T06:00:00+00:00"
+
+
+def test_after_the_cooldown_a_cleared_fetch_probes_the_healed_method(simulator, tmp_path):
+    """An operator clears the fetch once Ozon has healed: one probe closes the breaker again."""
+    import time
+
+    simulator.sim.add_fault(Fault(V2_STOCK_ON_WAREHOUSES, "status", status=503, times=-1))
+    staging = StagingArea(str(tmp_path), "acc", "20261124T000000Z")
+    assert fetch_source(new_client(simulator), staging, "warehouse_stocks").method == V1_ANALYTICS_STOCKS
+    simulator.sim.clear_faults()
+    dead = requests_to(simulator, V2_STOCK_ON_WAREHOUSES)
+    # within the cooldown a retry sends nothing to it ...
+    assert fetch_source(new_client(simulator), staging, "warehouse_stocks").method == V1_ANALYTICS_STOCKS
+    assert requests_to(simulator, V2_STOCK_ON_WAREHOUSES) == dead
+    # ... after it, the method is probed, answers, and is used again
+    time.sleep(0.6)
+    client = new_client(simulator)
+    client.breaker.cooldown = 0.5
+    manifest = fetch_source(client, staging, "warehouse_stocks")
+    assert (manifest.method, manifest.rows) == (V2_STOCK_ON_WAREHOUSES, 511)
+
+
+def test_a_probe_that_fails_reopens_the_breaker_at_once(simulator, tmp_path):
+    simulator.sim.add_fault(Fault(V4_STOCKS, "status", status=500, times=-1))
+    staging = StagingArea(str(tmp_path), "acc", "20261124T000000Z")
+    with pytest.raises(OzonMethodDown):
+        fetch_source(new_client(simulator), staging, "stocks")
+    import time
+
+    time.sleep(0.35)
+    client = new_client(simulator)
+    client.breaker.cooldown = 0.3
+    with pytest.raises(OzonMethodDown):
+        fetch_source(client, staging, "stocks")
+    assert requests_to(simulator, V4_STOCKS) == 5 + 1  # the probe only

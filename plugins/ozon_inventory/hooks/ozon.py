@@ -23,7 +23,7 @@ from typing import Any
 import requests
 from airflow.providers.http.hooks.http import HttpHook
 
-from ozon_inventory.client import DEFAULT_HOST, OzonAuth, OzonClient, clean_secret
+from ozon_inventory.client import DEFAULT_HOST, OzonAuth, OzonClient, clean_secret, option_problem
 from ozon_inventory.exceptions import ConfigError
 from ozon_inventory.methods import V4_STOCKS, method
 
@@ -35,6 +35,7 @@ CLIENT_OPTIONS: dict[str, type] = {
     "max_retries": int,
     "backoff": float,
     "breaker_threshold": int,
+    "breaker_cooldown": float,
     "workers": int,
     "max_pages": int,
 }
@@ -117,6 +118,9 @@ class OzonHook(HttpHook):
                 options[key] = kind(value)
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"{where}: extra {key!r} must be a number, got {value!r}") from exc
+            problem = option_problem(key, options[key])
+            if problem:
+                raise ConfigError(f"{where}: extra {problem}")
         return options
 
     def get_client(self) -> OzonClient:
