@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -150,14 +151,32 @@ class StagingArea:
         return None
 
     def pages(self, manifest: Manifest) -> Iterator[tuple[str, bytes]]:
-        """The staged raw answers in order, checked against the manifest's checksum."""
+        """The staged raw answers in order, checked against the manifest's checksum.
+
+        A page that is gone or does not decompress raises ``StagingError`` naming the file: permanent
+        for the run (reading it again gives the same bytes), fixed by fetching the source again.
+        """
         digest = hashlib.sha256()
+        again = f"fetch {manifest.source} again (clear fetch_{manifest.source} with its downstream tasks)"
         for name in manifest.files:
             target = self.dir(manifest.source) / name
             try:
-                raw = gzip.decompress(target.read_bytes())
-            except (OSError, EOFError) as exc:
-                raise StagingError(f"staged answer {target} is missing or damaged: {exc}") from exc
+                packed = target.read_bytes()
+            except FileNotFoundError as exc:
+                raise StagingError(
+                    f"staged answer {target} is missing or damaged: the file is gone; {again}"
+                ) from exc
+            except OSError as exc:
+                raise StagingError(
+                    f"staged answer {target} is missing or damaged: it cannot be read ({exc.strerror or exc}); {again}"
+                ) from exc
+            try:
+                raw = gzip.decompress(packed)
+            except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+                raise StagingError(
+                    f"staged answer {target} is missing or damaged: it does not decompress "
+                    f"({type(exc).__name__}: {exc}; {len(packed)} bytes on disk); {again}"
+                ) from exc
             digest.update(raw)
             yield name, raw
         if digest.hexdigest() != manifest.sha256:

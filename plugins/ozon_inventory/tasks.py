@@ -35,7 +35,7 @@ from ozon_inventory.exceptions import (
     ShrinkGuardError,
     StagingError,
 )
-from ozon_inventory.staging import SOURCES, StagingArea, purge_older_than, run_key_for
+from ozon_inventory.staging import MANIFEST, SOURCES, StagingArea, purge_older_than, run_key_for
 
 log = logging.getLogger(__name__)
 DAG_SETTINGS = DagSettings.from_env()
@@ -133,6 +133,27 @@ def _is_backfill(context: Context) -> bool:
     return str(getattr(context["dag_run"], "run_type", "")).lower().endswith("backfill")
 
 
+def _check_fetched_manifests(context: Context, staging: StagingArea) -> None:
+    """A fetch of this run that succeeded but whose manifest is gone (purged, deleted): say that.
+
+    Without this, validate would count the source as not fetched and the run would end "degraded,
+    <source> failed … clear the failed fetch task" while that fetch task shows success.
+    """
+    ti = context["ti"]
+    group = ti.task_id.rpartition(".")[0]
+    for source in SOURCES:
+        target = staging.dir(source) / MANIFEST
+        if target.exists():
+            continue
+        fetch = f"fetch_{source}"
+        if ti.xcom_pull(task_ids=f"{group}.{fetch}" if group else fetch, map_indexes=ti.map_index):
+            raise StagingError(
+                f"account {staging.account}, run {staging.run_key}: {fetch} succeeded, but its manifest "
+                f"{target} is gone (deleted or purged since); nothing was loaded and the previous snapshot "
+                f"is untouched. Clear {fetch} with its downstream tasks to fetch {source} again."
+            )
+
+
 def _fetch(account: str, source: str) -> dict[str, Any]:
     """Stage one source of one account (a backfill reuses the archived answers instead)."""
     from airflow.providers.postgres.hooks.postgres import PostgresHook
@@ -202,6 +223,7 @@ def validate(account: str) -> dict[str, Any]:
     context, settings, staging = _context(account)
     started = time.monotonic()
     staging.reset("validated", "model", "load")
+    _check_fetched_manifests(context, staging)
     fetched = [s for s in SOURCES if staging.manifest(s) is not None]
     if not fetched:
         if _is_backfill(context):
