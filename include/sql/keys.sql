@@ -32,3 +32,13 @@ ON CONFLICT (account) DO UPDATE
 SET client_id = EXCLUDED.client_id, expires_at = EXCLUDED.expires_at,
     checked_at = EXCLUDED.checked_at, roles = EXCLUDED.roles
 RETURNING expires_at, checked_at, now();
+
+-- name: stored
+SELECT expires_at, checked_at, now() FROM ozon_account_key WHERE account = %(account)s;
+
+-- name: to_ledger
+-- The run ledger keeps the key's expiry as it was known when the run ended.
+UPDATE ozon_sync_run r SET key_expires_at = k.expires_at
+FROM ozon_account_key k
+WHERE k.account = r.account AND r.account = %(account)s AND r.run_id = %(run_id)s
+  AND r.key_expires_at IS DISTINCT FROM k.expires_at;

@@ -114,6 +114,9 @@ CREATE TABLE IF NOT EXISTS ozon_sync_run (
     loaded_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (account, run_id)
 );
+-- The Api-Key's expiry when the run ended (from /v1/roles; include/sql/keys.sql fills it).
+ALTER TABLE ozon_sync_run ADD COLUMN IF NOT EXISTS key_expires_at timestamptz;
+
 
 -- Rows that broke a validation rule, with the reason and the raw record.
 CREATE TABLE IF NOT EXISTS ozon_reject (

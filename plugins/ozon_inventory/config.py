@@ -62,6 +62,8 @@ class RunSettings:
     warehouse_list_method: str
     retention_days: float
     key_warn_days: float = 14.0
+    alert_email: str | None = None  # comma-separated recipients (SmtpNotifier, connection smtp_default)
+    alert_notifier: str | None = None  # JSON {"class": dotted path, "kwargs": {...}, "text_field": "text"}
 
     def method_choice(self, source: str) -> str:
         """The method param of ``source`` (``auto`` or a pinned method, see ``methods.choices``)."""
@@ -81,6 +83,8 @@ DEFAULTS: dict[str, Any] = {
     "warehouse_list_method": "auto",
     "retention_days": 30,
     "key_warn_days": 14,
+    "alert_email": None,
+    "alert_notifier": None,
 }
 
 
@@ -146,4 +150,6 @@ def run_settings(params: dict[str, Any] | None) -> RunSettings:
         warehouse_list_method=str(_setting(params, "warehouse_list_method")),
         retention_days=retention,
         key_warn_days=key_warn_days,
+        alert_email=_setting(params, "alert_email") or None,
+        alert_notifier=_setting(params, "alert_notifier") or None,
     )

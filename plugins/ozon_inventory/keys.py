@@ -97,6 +97,21 @@ def _read_or_ask(client: OzonClient, conn: Any, account: str) -> KeyStatus:
         return KeyStatus(account, stored[0], stored[1], stored[2], asked_ozon=True)
 
 
+def stored_expiry(conn: Any, account: str, run_id: str | None = None) -> KeyStatus:
+    """The expiry last read for ``account`` (no request to Ozon); written into the run's ledger row."""
+    sql = statements("keys")
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(sql["create_lock"])
+        cur.execute(sql["create"])
+        cur.execute(sql["stored"], {"account": account})
+        row = cur.fetchone()
+        if run_id is not None:
+            cur.execute(sql["to_ledger"], {"account": account, "run_id": run_id})
+    if row is None:
+        return KeyStatus(account, None, None, datetime.now().astimezone(), asked_ozon=False)
+    return KeyStatus(account, row[0], row[1], row[2], asked_ozon=False)
+
+
 def _parse_time(value: Any) -> datetime | None:
     if not value:
         return None

@@ -239,7 +239,11 @@ def validate(account: str) -> dict[str, Any]:
         ensure_schema(conn)
         previous = previous_counts(conn, account)
     skipped = set(SOURCES) - set(fetched) if _is_backfill(context) else set()
-    report = validate_run(staging, previous, settings.shrink_threshold, settings.allow_shrink, skipped)
+    try:
+        report = validate_run(staging, previous, settings.shrink_threshold, settings.allow_shrink, skipped)
+    except ShrinkGuardError as exc:
+        staging.write_json("validated", "stop.json", {"reason": str(exc)})  # for report's alert
+        raise
     summary = {
         "missing": report.missing,
         "rejects": report.rejects,
@@ -313,6 +317,9 @@ def report(account: str) -> dict[str, Any]:
     try:
         result = staging.read_json("load", "result.json")
     except StagingError:
+        result = None
+    _raise_alerts(context, settings, staging, account, result)
+    if result is None:
         context["ozon_label"] = "failed: nothing loaded"  # type: ignore[typeddict-unknown-key]
         raise AirflowFailException(
             f"account {account}: nothing was loaded for run {staging.run_key} (see the failed task above); "
@@ -342,6 +349,41 @@ def report(account: str) -> dict[str, Any]:
             "staging retention (%g days): removed %d old run folders", settings.retention_days, len(removed)
         )
     return result
+
+
+def _raise_alerts(
+    context: Context, settings: RunSettings, staging: StagingArea, account: str, result: dict[str, Any] | None
+) -> None:
+    """The run's alerts through Airflow's notifiers, each once per change (``alerts.py``); the key's
+    expiry goes into the run's ledger row. An alert channel that is down never fails the report."""
+    from ozon_inventory import alerts
+    from ozon_inventory.keys import stored_expiry
+
+    def staged(folder: str, name: str) -> dict[str, Any]:
+        try:
+            return staging.read_json(folder, name)
+        except StagingError:
+            return {}
+
+    try:
+        with _postgres(settings.postgres_conn_id) as conn:
+            # the ledger row exists once the load succeeded
+            key = stored_expiry(conn, account, context["dag_run"].run_id if result else None)
+            candidates = alerts.run_alerts(
+                account,
+                result,
+                staged("validated", "report.json").get("sources", {}),
+                stop=staged("validated", "stop.json").get("reason"),
+                key_expires_at=key.expires_at,
+                key_days_left=key.days_left,
+                warn_days=settings.key_warn_days,
+                conn_id=account,
+            )
+            fresh = alerts.new_alerts(conn, account, candidates)
+    except Exception as exc:  # noqa: BLE001 - the run's own outcome below must not be masked
+        log.error("account %s: could not work out this run's alerts: %s", account, exc)
+        return
+    alerts.send(fresh, context, settings.alert_email, settings.alert_notifier)
 
 
 @task(retries=0)
