@@ -248,7 +248,8 @@ def writing(target: Any) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise StagingWriteError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        failed = f" ({exc.filename})" if exc.filename else ""  # the folder, when it could not be made
+        raise StagingWriteError(f"cannot write {target}: {exc.strerror or exc}{failed}") from exc
 
 
 def _where(staging: StagingArea) -> str:
