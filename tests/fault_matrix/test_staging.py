@@ -234,7 +234,7 @@ def test_read_only_staging_after_the_fetch(matrix, mounted):
 
     result = matrix.run(key, between=read_only)
     assert result.error is not None and result.loaded is None, result.text
-    assert_names(r"Read-only file system.*/staging/acc/\w+/(validated|model)", str(result.error))
+    assert_names(r"(?=.*Read-only file system)(?=.*/staging/acc/\w+/(validated|model)/)", str(result.error))
     assert not permanent(result.error)
     matrix.assert_unchanged(before)
     subprocess.run(["umount", "-l", str(matrix.staging_root)], check=False)
