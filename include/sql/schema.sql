@@ -148,6 +148,17 @@ BEGIN
 END
 $$;
 
+-- Version 3: /v1/product/info/stocks-by-warehouse/fbo gives no promised stock: NULL, as reserved
+-- is for /v1/analytics/stocks (a field a method does not provide keeps the previous value).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM ozon_schema_version WHERE version = 3) THEN
+        ALTER TABLE ozon_stock_by_warehouse_history ALTER COLUMN promised DROP NOT NULL;
+        INSERT INTO ozon_schema_version (version) VALUES (3);
+    END IF;
+END
+$$;
+
 CREATE OR REPLACE VIEW ozon_stock_by_type AS
 SELECT account, product_id, sku, stock_type, shipment_type, present, reserved, valid_from AS changed_at,
        held_as_of

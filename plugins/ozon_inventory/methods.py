@@ -182,7 +182,10 @@ METHODS: dict[str, OzonMethod] = {m.path: m for m in _TABLE}
 #: when it is switched off or down.
 AUTO_ORDER: dict[str, tuple[str, ...]] = {
     "stocks": (V4_STOCKS,),
-    "warehouse_stocks": (V2_STOCK_ON_WAREHOUSES, V1_ANALYTICS_STOCKS),
+    # v2 gives free to sell, promised and reserved by warehouse name (deprecated, no date); v1 is
+    # Ozon's announced successor (names and ids; no reserved); the beta fbo method gives present and
+    # reserved by warehouse id only, so it comes last and its rows are keyed by id.
+    "warehouse_stocks": (V2_STOCK_ON_WAREHOUSES, V1_ANALYTICS_STOCKS, V1_FBO_BY_WAREHOUSE),
     "warehouses": (V2_WAREHOUSE_LIST, V1_WAREHOUSE_LIST),
 }
 

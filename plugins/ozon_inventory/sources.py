@@ -36,6 +36,7 @@ from ozon_inventory.exceptions import ConfigError
 from ozon_inventory.methods import (
     METHODS,
     V1_ANALYTICS_STOCKS,
+    V1_FBO_BY_WAREHOUSE,
     V1_WAREHOUSE_LIST,
     V2_STOCK_ON_WAREHOUSES,
     V2_WAREHOUSE_LIST,
@@ -186,6 +187,8 @@ class CrossCheck:
     expected_label: str
     actual_label: str
     what: str
+    #: the actual source's methods the check applies to (None: whichever fetched it)
+    only_with: frozenset[str] | None = None
 
 
 # -- files -------------------------------------------------------------------------------------
@@ -218,6 +221,8 @@ REJECTS = ModelFile("rejects", ("source", "reason", "record"), folder="validated
 STOCK_TYPES = frozenset({"fbo", "fbs", "rfbs", "fbp"})
 SHIPMENT_TYPES = frozenset({"SHIPMENT_TYPE_GENERAL", "SHIPMENT_TYPE_BOX", "SHIPMENT_TYPE_PALLET"})
 FBO_AVAILABLE = "fbo_available"  # per SKU: v4 fbo present - reserved
+FBO_PRESENT = "fbo_present"  # per SKU: v4 fbo present
+FBO_RESERVED = "fbo_reserved"  # per SKU: v4 fbo reserved
 
 
 def _stock_key(stock: Any, out: RowSink | None = None) -> tuple[str, str, str]:
@@ -260,6 +265,7 @@ def v4_item(item: Any, out: RowSink) -> None:
     else:
         skus = known[2]
     fbo = out.tally(FBO_AVAILABLE)
+    fbo_present, fbo_reserved = out.tally(FBO_PRESENT), out.tally(FBO_RESERVED)
     for stock in stocks:
         try:
             key = _stock_key(stock, out)
@@ -280,6 +286,8 @@ def v4_item(item: Any, out: RowSink) -> None:
         if stock_type == "fbo":
             number = int(sku)
             fbo[number] = fbo.get(number, 0) + present - reserved
+            fbo_present[number] = fbo_present.get(number, 0) + present
+            fbo_reserved[number] = fbo_reserved.get(number, 0) + reserved
         out.emit(STOCK_BY_TYPE, (product_id, sku, stock_type, shipment, str(present), str(reserved)))
         skus.append(sku)
 
@@ -321,6 +329,8 @@ STOCKS = SourceSpec(
 # -- warehouse_stocks: /v2/analytics/stock_on_warehouses or /v1/analytics/stocks ---------------
 
 FBO_FREE_TO_SELL = "fbo_free_to_sell"  # per SKU: the warehouse rows' free_to_sell sum
+WAREHOUSES_PRESENT = "warehouses_present"  # per SKU: /v1/product/info/stocks-by-warehouse/fbo present sum
+WAREHOUSES_RESERVED = "warehouses_reserved"  # per SKU: its reserved sum
 
 
 def _warehouse_row(
@@ -330,7 +340,7 @@ def _warehouse_row(
     warehouse_id: str,
     item_name: str,
     free: int,
-    promised: int,
+    promised: int | None,
     reserved: str,
     cluster: tuple[str, str],
     original_name: Any,
@@ -342,7 +352,8 @@ def _warehouse_row(
     number = int(sku)
     free_to_sell = out.tally(FBO_FREE_TO_SELL)
     free_to_sell[number] = free_to_sell.get(number, 0) + free
-    out.emit(STOCK_BY_WAREHOUSE, (sku, name, warehouse_id, str(free), str(promised), reserved))
+    shown = NULL if promised is None else str(promised)
+    out.emit(STOCK_BY_WAREHOUSE, (sku, name, warehouse_id, str(free), shown, reserved))
     if item_name:
         names = out.keyed(ITEM_NAMES)
         if sku not in names:
@@ -396,6 +407,37 @@ def v1_analytics_row(row: Any, out: RowSink) -> None:
     cluster = (cluster_id, cluster_name)
     _warehouse_row(
         out, sku, name, warehouse_id, item_name, free, promised, NULL, cluster, row["warehouse_name"]
+    )
+
+
+def fbo_by_warehouse_row(row: Any, out: RowSink) -> None:
+    """A /v1/product/info/stocks-by-warehouse/fbo row: present and reserved per SKU and Ozon warehouse id.
+
+    It names no warehouse, so its rows are keyed by ``#<warehouse_id>`` (a method switch from a
+    method that names warehouses therefore rewrites their history once). Free to sell is
+    ``present - reserved``; promised is not provided.
+    """
+    if not isinstance(row, dict):
+        raise Reject("row is not an object")
+    out.fields("warehouse_stocks.fbo", row)
+    sku = str(as_int(row.get("sku"), "sku", INT64))
+    warehouse_id = str(as_int(row.get("warehouse_id"), "warehouse_id", INT64))
+    name = f"#{warehouse_id}"
+    try:
+        is_label(row.get("offer_id"), "offer_id")
+        present = as_int(row.get("present", 0), "present", QUANTITY)
+        reserved = as_int(row.get("reserved", 0), "reserved", QUANTITY)
+        if reserved > present:
+            raise Reject(f"reserved {reserved} is more than present {present}")
+    except Reject:
+        out.emit(HELD_STOCK_BY_WAREHOUSE, (sku, name))
+        raise
+    number = int(sku)
+    for tally, value in ((WAREHOUSES_PRESENT, present), (WAREHOUSES_RESERVED, reserved)):
+        sums = out.tally(tally)
+        sums[number] = sums.get(number, 0) + value
+    _warehouse_row(
+        out, sku, name, warehouse_id, "", present - reserved, None, str(reserved), (NULL, NULL), name
     )
 
 
@@ -458,6 +500,15 @@ WAREHOUSE_STOCKS = SourceSpec(
                 )
             },
             not_provided=frozenset({"reserved"}),
+        ),
+        V1_FBO_BY_WAREHOUSE: MethodRows(
+            fbo_by_warehouse_row,
+            known_fields={
+                "warehouse_stocks.fbo": frozenset(
+                    {"offer_id", "present", "product_id", "reserved", "sku", "warehouse_id"}
+                )
+            },
+            not_provided=frozenset({"promised"}),
         ),
     },
     rows=STOCK_BY_WAREHOUSE,
@@ -526,6 +577,25 @@ CHECKS: tuple[CrossCheck, ...] = (
         expected_label="v4_available",
         actual_label="warehouses_free_to_sell",
         what="FBO SKUs differ between v4 present - reserved and the warehouse rows' free_to_sell",
+    ),
+    # /v1/product/info/stocks-by-warehouse/fbo carries present and reserved like v4: exact per SKU
+    CrossCheck(
+        name="fbo_present",
+        expected=(STOCKS.name, FBO_PRESENT),
+        actual=(WAREHOUSE_STOCKS.name, WAREHOUSES_PRESENT),
+        expected_label="v4_present",
+        actual_label="warehouses_present",
+        what="FBO SKUs differ between v4 present and the sum of present per warehouse",
+        only_with=frozenset({V1_FBO_BY_WAREHOUSE}),
+    ),
+    CrossCheck(
+        name="fbo_reserved",
+        expected=(STOCKS.name, FBO_RESERVED),
+        actual=(WAREHOUSE_STOCKS.name, WAREHOUSES_RESERVED),
+        expected_label="v4_reserved",
+        actual_label="warehouses_reserved",
+        what="FBO SKUs differ between v4 reserved and the sum of reserved per warehouse",
+        only_with=frozenset({V1_FBO_BY_WAREHOUSE}),
     ),
 )
 

@@ -93,6 +93,8 @@ class ValidationReport:
     mismatches: int = 0
     mismatch_examples: list[dict[str, Any]] = field(default_factory=list)
     cross_checked_skus: int = 0
+    #: per cross-source check: the keys compared and how many differ
+    checks: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def missing(self) -> list[str]:
@@ -118,7 +120,9 @@ class ValidationReport:
         sources = {
             k: SourceReport(**{f: x for f, x in v.items() if f in fields}) for k, v in data["sources"].items()
         }
-        keep = {k: data[k] for k in ("mismatches", "mismatch_examples", "cross_checked_skus") if k in data}
+        keep = {
+            k: data[k] for k in ("mismatches", "mismatch_examples", "cross_checked_skus", "checks") if k in data
+        }
         return cls(data["account"], data["run_key"], sources, **keep)
 
 
@@ -343,8 +347,11 @@ def validate_run(
     rejects.close()
     ok = set(report.ok)
     for check in CHECKS:
-        if check.expected[0] in ok and check.actual[0] in ok:
-            _cross_check(report, check, tallies.get(check.expected, {}), tallies.get(check.actual, {}))
+        if check.expected[0] not in ok or check.actual[0] not in ok:
+            continue
+        if check.only_with is not None and report.sources[check.actual[0]].method not in check.only_with:
+            continue
+        _cross_check(report, check, tallies.get(check.expected, {}), tallies.get(check.actual, {}))
     with writing(staging.file("validated", "report.json")):
         staging.write_json("validated", "report.json", report.as_dict())
     _shrink_guard(report, previous or {}, shrink_threshold, allow_shrink)
@@ -365,6 +372,7 @@ def _cross_check(
             if len(examples) < 10:
                 examples.append({"sku": key, check.expected_label: want, check.actual_label: got})
     report.mismatches += mismatches
+    report.checks[check.name] = {"skus": len(keys), "mismatches": mismatches}
     report.mismatch_examples = sorted(report.mismatch_examples + examples, key=lambda e: e["sku"])[:10]
     report.cross_checked_skus += len(keys)
     if mismatches:
