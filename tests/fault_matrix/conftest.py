@@ -87,8 +87,10 @@ def expected_state(catalogue: Catalogue, wh_method: str = "v2") -> dict[str, dic
     """The rows the database must hold for ``catalogue``, keyed as :func:`db_state` keys them.
 
     ``wh_method`` is the warehouse-stock method of the last load: ``v2`` gives reserved and no
-    warehouse ids; ``v1`` (``/v1/analytics/stocks``) gives ids and promised, and no reserved. A
-    column the method does not give may be empty or keep the other method's value.
+    warehouse ids; ``v1`` (``/v1/analytics/stocks``) gives ids and promised, and no reserved;
+    ``fbo`` (``/v1/product/info/stocks-by-warehouse/fbo``) gives present and reserved by warehouse
+    id and no name (rows keyed ``#<id>``, free to sell ``present - reserved``), no promised and no
+    item names. A column the method does not give may be empty or keep the other method's value.
     """
     whs = catalogue.ozon_warehouses
     by_type: dict[Any, Any] = {}
@@ -101,7 +103,7 @@ def expected_state(catalogue: Catalogue, wh_method: str = "v2") -> dict[str, dic
         if p.product_id in products:
             continue  # a product Ozon lists twice is one product
         # the name comes from the warehouse rows; without rows now, the last name given may stay
-        named = any(rows_of.get(s.sku) for s in p.stocks)
+        named = wh_method != "fbo" and any(rows_of.get(s.sku) for s in p.stocks)
         name = descriptive(p.name) if named else Either(None, descriptive(p.name))
         products[p.product_id] = (p.offer_id, name)
         for s in p.stocks:
@@ -115,6 +117,12 @@ def expected_state(catalogue: Catalogue, wh_method: str = "v2") -> dict[str, dic
         if wh_method == "v1":
             value = (wh.warehouse_id, r.free_to_sell, r.promised, Either(None, r.reserved))
             ozon[("ozon", wh.name)] = (wh.name, wh.warehouse_id)
+        elif wh_method == "fbo":
+            named_by_id = f"#{wh.warehouse_id}"
+            value = (wh.warehouse_id, r.free_to_sell, Either(None, r.promised), r.reserved)
+            ozon[("ozon", named_by_id)] = (named_by_id, wh.warehouse_id)
+            by_wh.setdefault((r.sku, named_by_id), value)
+            continue
         else:
             value = (Either(None, wh.warehouse_id), r.free_to_sell, r.promised, r.reserved)
             ozon[("ozon", wh.name)] = (wh.name, Either(None, wh.warehouse_id))
@@ -513,7 +521,7 @@ class Matrix:
         with self.connect() as conn:
             got = db_state(conn, self.account)
         problems = diff_states(
-            got, expected_state(self.catalogue, wh_method), ignore, ozon_ids=wh_method == "v1"
+            got, expected_state(self.catalogue, wh_method), ignore, ozon_ids=wh_method != "v2"
         )
         assert not problems, "the database differs from Ozon's catalogue:\n" + "\n".join(problems)
 

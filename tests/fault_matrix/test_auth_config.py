@@ -222,7 +222,9 @@ def test_unknown_method_param_fails_its_source_and_lists_the_choices(matrix):
     before = matrix.state()
     result = matrix.run(warehouse_stock_method="v9")
     error = result.fetch_errors["warehouse_stocks"]
-    assert_names(r"warehouse_stocks method must be one of \['auto', 'v2', 'v1'\], not 'v9'", str(error))
+    assert_names(
+        r"warehouse_stocks method must be one of \['auto', 'v2', 'v1', 'fbo'\], not 'v9'", str(error)
+    )
     assert permanent(error) and result.degraded
     matrix.assert_unchanged(before, ("stock_by_warehouse", "ozon_warehouses"))
     matrix.good_run()

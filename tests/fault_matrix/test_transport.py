@@ -8,6 +8,7 @@ import pytest
 
 from ozon_inventory.methods import (
     V1_ANALYTICS_STOCKS,
+    V1_FBO_BY_WAREHOUSE,
     V1_WAREHOUSE_LIST,
     V2_STOCK_ON_WAREHOUSES,
     V2_WAREHOUSE_LIST,
@@ -21,6 +22,7 @@ METHODS = {
     V4_STOCKS: ({}, "stocks"),
     V2_STOCK_ON_WAREHOUSES: ({"warehouse_stock_method": "v2"}, "warehouse_stocks"),
     V1_ANALYTICS_STOCKS: ({"warehouse_stock_method": "v1"}, "warehouse_stocks"),
+    V1_FBO_BY_WAREHOUSE: ({"warehouse_stock_method": "fbo"}, "warehouse_stocks"),
     V2_WAREHOUSE_LIST: ({"warehouse_list_method": "v2"}, "warehouses"),
     V1_WAREHOUSE_LIST: ({"warehouse_list_method": "v1"}, "warehouses"),
 }
@@ -33,7 +35,7 @@ TABLES = {
 
 
 def wh_method(pins: dict[str, str]) -> str:
-    return "v1" if pins.get("warehouse_stock_method") == "v1" else "v2"
+    return pins.get("warehouse_stock_method", "v2")
 
 
 #: Transient faults: kind, fault fields, what the retry's log line says.
@@ -176,7 +178,27 @@ def test_dead_method_falls_back_to_its_successor(matrix, method, kind):
     matrix.assert_recovered("v2")
 
 
-@pytest.mark.parametrize("method", [V4_STOCKS, V1_ANALYTICS_STOCKS, V1_WAREHOUSE_LIST])
+def test_both_analytics_methods_dead_falls_back_to_fbo_by_warehouse(matrix):
+    matrix.good_run()
+    matrix.catalogue.change_stock(0.05, seed=6)
+    matrix.fault(
+        Fault(V2_STOCK_ON_WAREHOUSES, "obsolete", times=-1), Fault(V1_ANALYTICS_STOCKS, "status", times=-1)
+    )
+    result = matrix.run()
+    assert result.complete, result.text
+    assert result.report.sources["warehouse_stocks"].method == V1_FBO_BY_WAREHOUSE
+    warned = "\n".join(r.getMessage() for r in matrix.caplog.records if r.levelname in ("WARNING", "ERROR"))
+    assert_names(
+        rf"{re.escape(V1_ANALYTICS_STOCKS)} is down .*falling back to {re.escape(V1_FBO_BY_WAREHOUSE)}",
+        warned,
+    )
+    matrix.assert_catalogue("fbo")
+    matrix.heal()
+    matrix.good_run()
+    matrix.assert_recovered("v2")
+
+
+@pytest.mark.parametrize("method", [V4_STOCKS, V1_ANALYTICS_STOCKS, V1_FBO_BY_WAREHOUSE, V1_WAREHOUSE_LIST])
 def test_switched_off_method_without_fallback_fails_at_once(matrix, method):
     pins, source = METHODS[method]
     matrix.good_run(**pins)
