@@ -60,6 +60,8 @@ from ozon_inventory.sql import statements
 ALL = "*"
 DEFAULT_RATE = 50.0
 DEFAULT_HEADROOM = 0.95
+#: A slot's thread that wakes later than this share of an interval takes a new slot (see acquire).
+LATE_TOLERANCE = 0.5
 #: Seconds to connect to the budget database, and for any statement (or lock) there.
 CONNECT_TIMEOUT = 10
 STATEMENT_TIMEOUT = 10.0
@@ -133,13 +135,22 @@ class _Gcra:
             wait = self._reserve(scope, self.intervals[scope])
             self._sleep(wait)
             waited += wait
+        tolerance = LATE_TOLERANCE * self.intervals[ALL]
         while True:
             wait = self._reserve(ALL, self.intervals[ALL])
+            due = self._clock() + max(wait, 0.0)
             if wait > 0:
                 self._sleep(wait)
                 waited += wait
-            if self._clock() >= self._paused_until:
-                return waited
+            now = self._clock()
+            if now < self._paused_until:
+                continue
+            if now - due > tolerance:
+                # Woken too late (a busy machine): sent now, this request would crowd into the
+                # second with the slots after it. Take a new slot instead.
+                waited += now - due
+                continue
+            return waited
 
     def pause(self, seconds: float) -> None:
         if seconds <= 0:
