@@ -106,6 +106,12 @@ with DAG(
             type=["null", "number"],
             description="days to keep staged answers; empty: Variable ozon_inventory_retention_days, else 30",
         ),
+        "retention_mb_per_account": Param(
+            None,
+            type=["null", "number"],
+            description="MB of staged runs to keep per account, the oldest loaded runs removed first; empty: "
+            "Variable ozon_inventory_retention_mb_per_account, else 2048",
+        ),
         "key_warn_days": Param(
             None,
             type=["null", "number"],

@@ -9,8 +9,12 @@ throwaway PostgreSQL. Three runs follow: the first load, one after 1% of the war
 and one with no change. Each stage runs in its own process, as an Airflow task does, so its peak
 memory is its own. Printed per stage and size: wall time, rows/s, peak RSS, requests; and ratios
 measured in the same run: load against a raw COPY of the same rows into empty tables of the same
-shape, requests against the minimum the page limits allow, the request rate against the budget, and
-history rows written against the rows that really changed (a diff of the two runs' model files).
+shape; validate + merge + load against a minimal one-pass pipeline over the same staged answers
+(``minimal_run``: checksum, orjson, the same value checks, dedupe per key, the v4-vs-warehouse sums,
+COPY into tables shaped like the real ones); requests against the minimum the page limits allow, the
+request rate against the budget, and history rows written against the rows that really changed (a
+diff of the two runs' model files). After each load the run folder is compacted as the load task
+does it, and its size is reported (``staged_mb_after_load``).
 """
 
 from __future__ import annotations
@@ -31,21 +35,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 
+from ozon_inventory.sources import PRODUCTS, REGISTRY  # noqa: E402 - after the path is set
+
 CLIENT_ID, API_KEY = "100200", "sim-api-key"
 STAGES = ("fetch_stocks", "fetch_warehouse_stocks", "fetch_warehouses", "validate", "merge", "load")
-#: Model file -> (the table it is loaded into, the file's columns, the table's other NOT NULL columns).
-MODEL_TABLES = {
-    "stock_by_type.tsv": (
-        "ozon_stock_by_type_history",
-        "product_id, sku, stock_type, shipment_type, present, reserved",
-        ("account", "valid_from", "run_id"),
-    ),
-    "stock_by_warehouse.tsv": (
-        "ozon_stock_by_warehouse_history",
-        "sku, warehouse_name, warehouse_id, free_to_sell, promised, reserved",
-        ("account", "valid_from", "run_id"),
-    ),
-    "products.tsv": ("ozon_product", "product_id, offer_id, name", ("account", "updated_at")),
+#: The big tables a first load fills: model file -> (the table, the file's columns). The columns come
+#: from the files' declarations in ``sources.py`` (each source's history files, and the products merge
+#: names); the tables' other NOT NULL columns (account, valid_from, ...) are read from the catalog.
+MODEL_TABLES: dict[str, tuple[str, str]] = {
+    **{f.file: (f"ozon_{f.name}_history", ", ".join(f.columns)) for s in REGISTRY for f in s.history},
+    PRODUCTS.file: ("ozon_product", ", ".join(PRODUCTS.columns)),
 }
 
 
@@ -61,7 +60,9 @@ def run_stage(args: argparse.Namespace) -> dict:
     staging = StagingArea(args.staging, args.account, args.run_key)
     started = time.perf_counter()
     figures: dict = {}
-    if args.stage.startswith("fetch_"):
+    if args.stage == "minimal":
+        figures = minimal_run(staging, args.dsn)
+    elif args.stage.startswith("fetch_"):
         # the rate budget of the Client-Id is shared through PostgreSQL, as the DAG's tasks share it
         client = OzonClient(
             args.url, CLIENT_ID, API_KEY, rate_limit=args.rate, workers=args.workers, budget_dsn=args.dsn
@@ -109,49 +110,266 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def copy_tables(conn, prefix: str) -> dict[str, str]:
+    """New, empty tables of the same shape as the real ones (``LIKE … INCLUDING ALL``: same columns,
+    keys, checks and indexes), one per model file; the columns the files do not carry get defaults.
+    Returns model file -> table."""
+    made = {}
+    with conn.transaction():
+        for name, (table, columns) in MODEL_TABLES.items():
+            copy_table = prefix + name.split(".")[0]
+            conn.execute(f"DROP TABLE IF EXISTS {copy_table}")
+            conn.execute(f"CREATE TABLE {copy_table} (LIKE {table} INCLUDING ALL)")
+            others = conn.execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = %s "
+                "AND is_nullable = 'NO' AND column_default IS NULL AND NOT column_name = ANY(%s)",
+                (table, [c.strip() for c in columns.split(",")]),
+            ).fetchall()
+            for column, kind in others:
+                default = "now()" if kind.startswith("timestamp") else "'bench'"
+                conn.execute(f"ALTER TABLE {copy_table} ALTER {column} SET DEFAULT {default}")
+            made[name] = copy_table
+    return made
+
+
+def drop_tables(conn, tables: dict[str, str]) -> None:
+    with conn.transaction():
+        for table in tables.values():
+            conn.execute(f"DROP TABLE {table}")
+
+
 def baseline_copy(staging_root: str, run_key: str, dsn: str) -> float:
-    """Raw COPY of the run's model files into new, empty tables of the same shape as the real ones
-    (``LIKE … INCLUDING ALL``: same columns, keys and indexes; the constant columns get defaults)."""
+    """Raw COPY of the run's model files into new, empty tables of the same shape as the real ones."""
     import psycopg
 
     from ozon_inventory.staging import StagingArea
 
     staging = StagingArea(staging_root, "bench", run_key)
     with psycopg.connect(dsn) as conn:
-        with conn.transaction():
-            for name, (table, _, constants) in MODEL_TABLES.items():
-                copy_table = "baseline_" + name.split(".")[0]
-                conn.execute(f"DROP TABLE IF EXISTS {copy_table}")
-                conn.execute(f"CREATE TABLE {copy_table} (LIKE {table} INCLUDING ALL)")
-                for column in constants:
-                    default = "now()" if column in ("valid_from", "updated_at") else "'bench'"
-                    conn.execute(f"ALTER TABLE {copy_table} ALTER {column} SET DEFAULT {default}")
+        tables = copy_tables(conn, "baseline_")
         started = time.perf_counter()
         with conn.transaction(), conn.cursor() as cur:
-            for name, (_, columns, _) in MODEL_TABLES.items():
-                copy_table = "baseline_" + name.split(".")[0]
+            for name, (_, columns) in MODEL_TABLES.items():
                 with (
                     staging.open_binary("model", name) as handle,
-                    cur.copy(f"COPY {copy_table} ({columns}) FROM STDIN") as copy,
+                    cur.copy(f"COPY {tables[name]} ({columns}) FROM STDIN") as copy,
                 ):
                     while chunk := handle.read(1 << 20):
                         copy.write(chunk)
         elapsed = time.perf_counter() - started
-        with conn.transaction():
-            for name in MODEL_TABLES:
-                conn.execute("DROP TABLE " + "baseline_" + name.split(".")[0])
+        drop_tables(conn, tables)
     return elapsed
 
 
-def changed_lines(staging_root: str, before: str, after: str) -> tuple[int, int]:
-    """Rows that really changed between two runs: (lines only in the new model, lines only in the old)."""
+# -- the minimal pipeline: what validate + merge + load are compared with ------------------------
+
+_INT64 = (1, 2**63 - 1)
+_QUANTITY = (0, 2**31 - 1)
+_ESCAPE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+#: warehouse rows by method: (free to sell, promised fields summed, reserved or None, item name)
+_WAREHOUSE_FIELDS = {
+    "/v2/analytics/stock_on_warehouses": (
+        "free_to_sell_amount",
+        ("promised_amount",),
+        "reserved_amount",
+        "item_name",
+    ),
+    "/v1/analytics/stocks": (
+        "available_stock_count",
+        ("requested_stock_count", "transit_stock_count"),
+        None,
+        "name",
+    ),
+}
+
+
+def _int(value, bounds: tuple[int, int]) -> int:
+    """An int (a JSON number or a numeric string) within ``bounds``; ``ValueError`` otherwise."""
+    if type(value) is not int:
+        if type(value) is not str:
+            raise ValueError(value)
+        value = int(value)
+    if not bounds[0] <= value <= bounds[1]:
+        raise ValueError(value)
+    return value
+
+
+def _key(value) -> str:
+    """A non-empty string key, COPY-escaped; ``ValueError`` otherwise."""
+    if type(value) is not str or not value.strip():
+        raise ValueError(value)
+    return value.translate(_ESCAPE)
+
+
+def _records(staging, source: str):
+    """The rows of a source's staged answers: checksum checked, parsed with orjson, overlap skipped."""
+    import gzip
+    import hashlib
+
+    import orjson
+
+    from ozon_inventory.methods import method
+
+    manifest = staging.manifest(source)
+    rows_of = method(manifest.method).rows
+    digest = hashlib.sha256()
+    for number, name in enumerate(manifest.files):
+        raw = gzip.decompress((staging.dir(source) / name).read_bytes())
+        digest.update(raw)
+        records = rows_of(orjson.loads(raw))
+        yield from records[manifest.overlap :] if number else records
+    if digest.hexdigest() != manifest.sha256:
+        raise SystemExit(f"minimal: {source}'s staged answers do not match their checksum")
+
+
+def minimal_run(staging, dsn: str) -> dict:
+    """The least a run must do with the same staged answers, in one pass each, with nothing kept
+    between tasks: v4 items and warehouse rows checked (ints in range, keys non-empty; a row that
+    fails is counted), deduplicated per key, FBO sums per SKU compared (v4 present - reserved against
+    the warehouse rows' free to sell), products named from the analytics rows, and COPY into the
+    ``minimal_*`` tables (the driver made them empty, shaped like the real ones) in one transaction."""
+    import psycopg
+
+    manifest = staging.manifest("warehouse_stocks")
+    if manifest.method not in _WAREHOUSE_FIELDS:
+        raise SystemExit(f"minimal: no baseline for {manifest.method} (use --method v2 or v1)")
+    free_at, promised_at, reserved_at, name_at = _WAREHOUSE_FIELDS[manifest.method]
+    rejects = 0
+    products: dict[int, tuple[str, list[int]]] = {}
+    by_type: list[str] = []
+    seen: set = set()
+    expected: dict[int, int] = {}
+    for item in _records(staging, "stocks"):
+        try:
+            product_id = _int(item["product_id"], _INT64)
+            offer_id = _key(item["offer_id"])
+        except (KeyError, TypeError, ValueError):
+            rejects += 1
+            continue
+        skus = products.setdefault(product_id, (offer_id, []))[1]
+        for stock in item.get("stocks") or ():
+            try:
+                sku = _int(stock["sku"], _INT64)
+                kind = _key(stock["type"])
+                shipment = _key(stock.get("shipment_type") or "SHIPMENT_TYPE_GENERAL")
+                present = _int(stock.get("present", 0), _QUANTITY)
+                reserved = _int(stock.get("reserved", 0), _QUANTITY)
+            except (KeyError, TypeError, ValueError):
+                rejects += 1
+                continue
+            key = (sku, kind, shipment)
+            if key in seen:
+                rejects += 1
+                continue
+            seen.add(key)
+            if kind == "fbo":
+                expected[sku] = expected.get(sku, 0) + present - reserved
+            skus.append(sku)
+            by_type.append(f"{product_id}\t{sku}\t{kind}\t{shipment}\t{present}\t{reserved}\n")
+    by_warehouse: list[str] = []
+    seen = set()
+    actual: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for row in _records(staging, "warehouse_stocks"):
+        try:
+            sku = _int(row["sku"], _INT64)
+            warehouse = _key(row["warehouse_name"])
+            free = _int(row.get(free_at, 0), _QUANTITY)
+            promised = sum(_int(row.get(f, 0), _QUANTITY) for f in promised_at)
+            reserved = "\\N" if reserved_at is None else str(_int(row.get(reserved_at, 0), _QUANTITY))
+            warehouse_id = str(_int(row["warehouse_id"], _INT64)) if "warehouse_id" in row else "\\N"
+        except (KeyError, TypeError, ValueError):
+            rejects += 1
+            continue
+        if (sku, warehouse) in seen:
+            rejects += 1
+            continue
+        seen.add((sku, warehouse))
+        actual[sku] = actual.get(sku, 0) + free
+        if sku not in names and type(row.get(name_at)) is str and row[name_at]:
+            names[sku] = row[name_at].translate(_ESCAPE)
+        by_warehouse.append(f"{sku}\t{warehouse}\t{warehouse_id}\t{free}\t{promised}\t{reserved}\n")
+    mismatches = sum(
+        1 for sku in expected.keys() | actual.keys() if expected.get(sku, 0) != actual.get(sku, 0)
+    )
+    named = []
+    for product_id, (offer_id, skus) in products.items():
+        name = next((names[s] for s in skus if s in names), "\\N")
+        named.append(f"{product_id}\t{offer_id}\t{name}\n")
+    lines = {"stock_by_type.tsv": by_type, "stock_by_warehouse.tsv": by_warehouse, PRODUCTS.file: named}
+    with psycopg.connect(dsn) as conn, conn.transaction(), conn.cursor() as cur:
+        for name, (_, columns) in MODEL_TABLES.items():
+            with cur.copy(f"COPY minimal_{name.split('.')[0]} ({columns}) FROM STDIN") as copy:
+                for start in range(0, len(lines[name]), 20000):
+                    copy.write("".join(lines[name][start : start + 20000]))
+    return {
+        "rows": len(by_type) + len(by_warehouse),
+        "products": len(named),
+        "rejects": rejects,
+        "mismatches": mismatches,
+    }
+
+
+#: the history files whose lines are compared between runs (kept aside: the load compacts staging)
+HISTORY_FILES = tuple(f.file for s in REGISTRY for f in s.history)
+
+
+def changed_lines(before: Path, after: Path) -> tuple[int, int]:
+    """Rows that really changed between two runs' model folders: (lines only in the new, only in the old)."""
     added = removed = 0
-    for name in ("stock_by_type.tsv", "stock_by_warehouse.tsv"):
-        old = set((Path(staging_root) / "bench" / before / "model" / name).read_text().splitlines())
-        new = set((Path(staging_root) / "bench" / after / "model" / name).read_text().splitlines())
+    for name in HISTORY_FILES:
+        old = set((before / name).read_text().splitlines())
+        new = set((after / name).read_text().splitlines())
         added += len(new - old)
         removed += len(old - new)
     return added, removed
+
+
+def keep_aside(staging_root: str, run_key: str, aside: Path) -> Path:
+    """Copy the run's history files out of staging before it is compacted; return the copy's folder."""
+    folder = aside / run_key
+    folder.mkdir(parents=True)
+    for name in HISTORY_FILES:
+        shutil.copyfile(Path(staging_root) / "bench" / run_key / "model" / name, folder / name)
+    return folder
+
+
+def compact(staging_root: str, run_key: str) -> dict:
+    """What the load task does once the load succeeded; the run folder's size before and after."""
+    from ozon_inventory.staging import StagingArea
+
+    area = StagingArea(staging_root, "bench", run_key)
+    before = area.size_bytes()
+    started = time.perf_counter()
+    dropped = area.compact()
+    return {
+        "staged_mb_before": round(before / 2**20, 2),
+        "staged_mb_after_load": round(area.size_bytes() / 2**20, 2),
+        "raw_mb": round(
+            sum(
+                (area.dir(s) / n).stat().st_size
+                for s in ("stocks", "warehouse_stocks", "warehouses")
+                if (m := area.manifest(s))
+                for n in m.files
+            )
+            / 2**20,
+            2,
+        ),
+        "files_dropped": len(dropped["dropped"]),
+        "wall_s": round(time.perf_counter() - started, 3),
+    }
+
+
+def minimal_baseline(url: str, staging: str, run_key: str, dsn: str, args: argparse.Namespace) -> dict:
+    """The minimal pipeline in its own process (as a stage), into fresh ``minimal_*`` tables."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        tables = copy_tables(conn, "minimal_")
+    figures = _child("minimal", url, staging, run_key, dsn, args)
+    with psycopg.connect(dsn) as conn:
+        drop_tables(conn, tables)
+    return figures
 
 
 # -- the driver ---------------------------------------------------------------------------------
@@ -304,6 +522,7 @@ def bench_size(products: int, args: argparse.Namespace, pg, out: list[str]) -> d
         admin.execute(f"CREATE DATABASE {dbname}")
     dsn = f"postgresql://{pg.user}@127.0.0.1:{pg.port}/{dbname}"
     staging = tempfile.mkdtemp(prefix=f"ozon-bench-{products}-")
+    aside = Path(tempfile.mkdtemp(prefix=f"ozon-bench-{products}-model-"))
     sim, url = _start_simulator(products, args)
     results: dict = {"products": products, "runs": []}
     try:
@@ -317,16 +536,22 @@ def bench_size(products: int, args: argparse.Namespace, pg, out: list[str]) -> d
             run = {"label": label, "run_key": run_key, "stages": stages}
             if number == 0:
                 run["baseline_copy_s"] = baseline_copy(staging, run_key, dsn)
-            else:
-                run["really_changed"] = changed_lines(
-                    staging, results["runs"][number - 1]["run_key"], run_key
-                )
+                run["minimal"] = minimal_baseline(url, staging, run_key, dsn, args)
+                processing = sum(stages[s]["wall_s"] for s in ("validate", "merge", "load"))
+                results["processing_vs_minimal"] = round(processing / run["minimal"]["wall_s"], 3)
+            kept = keep_aside(staging, run_key, aside)
+            if number:
+                run["really_changed"] = changed_lines(aside / results["runs"][number - 1]["run_key"], kept)
+            run["compaction"] = compact(staging, run_key)
+            if number == 0:
+                results["staged_mb_after_load"] = run["compaction"]["staged_mb_after_load"]
             results["runs"].append(run)
         results["citizenship"] = citizenship(url, staging, dsn, args)
     finally:
         sim.terminate()
         sim.wait(timeout=30)
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(aside, ignore_errors=True)
     _report(results, args, out)
     return results
 
@@ -356,6 +581,20 @@ def _report(results: dict, args: argparse.Namespace, out: list[str]) -> None:
     out.append(
         f"load vs raw COPY of the same rows: {load:.2f} s / {first['baseline_copy_s']:.2f} s = "
         f"{load / first['baseline_copy_s']:.2f}×   (target ≤ 2×)"
+    )
+    processing = sum(first["stages"][s]["wall_s"] for s in ("validate", "merge", "load"))
+    minimal = first["minimal"]
+    out.append(
+        f"validate+merge+load vs the minimal one-pass pipeline (checksum, orjson, checks, dedupe, FBO sums, "
+        f"COPY): {processing:.2f} s / {minimal['wall_s']:.2f} s = {results['processing_vs_minimal']:.2f}×   "
+        f"(target ≤ 1.5× at 100,000 products; minimal: {minimal['rows']:,} rows, peak "
+        f"{minimal['peak_rss_mb']:.0f} MiB)"
+    )
+    c0 = first["compaction"]
+    out.append(
+        f"staging after the first load: {c0['staged_mb_before']:.1f} MB → {c0['staged_mb_after_load']:.1f} MB "
+        f"(raw answers {c0['raw_mb']:.1f} MB; {c0['files_dropped']} rebuildable files dropped in "
+        f"{c0['wall_s']:.2f} s)   (target ≤ 20 MB at 100,000 products)"
     )
     for run, stage in itertools.product(
         results["runs"], ("fetch_stocks", "fetch_warehouse_stocks", "fetch_warehouses")

@@ -64,6 +64,7 @@ class RunSettings:
     key_warn_days: float = 14.0
     alert_email: str | None = None  # comma-separated recipients (SmtpNotifier, connection smtp_default)
     alert_notifier: str | None = None  # JSON {"class": dotted path, "kwargs": {...}, "text_field": "text"}
+    retention_mb_per_account: float = 2048.0  # staging kept per account; the oldest loaded runs go first
 
     def method_choice(self, source: str) -> str:
         """The method param of ``source`` (``auto`` or a pinned method, see ``methods.choices``)."""
@@ -82,6 +83,7 @@ DEFAULTS: dict[str, Any] = {
     "warehouse_stock_method": "auto",
     "warehouse_list_method": "auto",
     "retention_days": 30,
+    "retention_mb_per_account": 2048,
     "key_warn_days": 14,
     "alert_email": None,
     "alert_notifier": None,
@@ -131,10 +133,14 @@ def run_settings(params: dict[str, Any] | None) -> RunSettings:
         threshold = float(_setting(params, "shrink_threshold"))
         retention = float(_setting(params, "retention_days"))
         key_warn_days = float(_setting(params, "key_warn_days"))
+        retention_mb = float(_setting(params, "retention_mb_per_account"))
     except (TypeError, ValueError) as exc:
         raise ConfigError(
-            f"shrink_threshold, retention_days and key_warn_days must be numbers: {exc}"
+            "shrink_threshold, retention_days, retention_mb_per_account and key_warn_days must be numbers: "
+            f"{exc}"
         ) from exc
+    if not retention_mb > 0:
+        raise ConfigError(f"retention_mb_per_account must be a positive number of MB, got {retention_mb}")
     if not 0 <= threshold < 1:
         raise ConfigError(f"shrink_threshold must be in [0, 1), got {threshold}")
     allow = _setting(params, "allow_shrink")
@@ -152,4 +158,5 @@ def run_settings(params: dict[str, Any] | None) -> RunSettings:
         key_warn_days=key_warn_days,
         alert_email=_setting(params, "alert_email") or None,
         alert_notifier=_setting(params, "alert_notifier") or None,
+        retention_mb_per_account=retention_mb,
     )

@@ -4,6 +4,12 @@
 (gzip-compressed), and ``manifest.json`` beside the pages is written last, so a source counts as
 fetched only when its manifest exists. ``validated/`` and ``model/`` hold the COPY-ready files of the
 later tasks. The root is a local folder or any fsspec / ObjectStoragePath URL (``s3://conn@bucket/x``).
+
+Once a run's load has succeeded, :meth:`StagingArea.compact` drops what can be rebuilt from the raw
+answers (every file of ``validated/``, ``model/`` and ``load/`` but their small JSON reports) and
+leaves ``model/compacted.json`` behind; a cleared merge or load finds it and rebuilds those files
+from the raw answers first, and a re-run validate removes it with everything it rewrites. Retention:
+:func:`purge_older_than` by age, :func:`purge_over_size` by total size per account.
 """
 
 from __future__ import annotations
@@ -25,9 +31,25 @@ from typing import Any
 from ozon_inventory.exceptions import StagingError, StagingWriteError
 from ozon_inventory.sources import SOURCES
 
-__all__ = ["MANIFEST", "SOURCES", "Manifest", "StagingArea", "purge_older_than", "run_key_for", "safe_part"]
+__all__ = [
+    "COMPACTED",
+    "DERIVED",
+    "MANIFEST",
+    "SOURCES",
+    "Manifest",
+    "StagingArea",
+    "purge_older_than",
+    "purge_over_size",
+    "run_key_for",
+    "safe_part",
+]
 MANIFEST = "manifest.json"
+#: the folders the tasks after the fetches write: rebuildable from the raw answers
+DERIVED = ("validated", "model", "load")
+#: (folder, name) of the marker a compaction leaves: the derived files are gone, rebuild them first
+COMPACTED = ("model", "compacted.json")
 _SAFE = re.compile(r"[^A-Za-z0-9._=-]+")
+_RUN_KEY = "%Y%m%dT%H%M%SZ"
 
 
 @dataclass
@@ -210,6 +232,58 @@ class StagingArea:
             raise StagingError(f"{target} is missing: run the task that writes it again")
         return json.loads(target.read_text())
 
+    # -- after the load --------------------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        """The run's load has succeeded (``load/result.json`` exists)."""
+        return bool(self.file("load", "result.json").exists())
+
+    @property
+    def compacted(self) -> bool:
+        """The derived files were dropped after the load: a merge or load must rebuild them first."""
+        return bool(self.file(*COMPACTED).exists())
+
+    def compact(self) -> dict[str, Any]:
+        """Drop what can be rebuilt from the raw answers; keep the raw answers and small JSON reports.
+
+        Removes every file of ``validated/``, ``model/`` and ``load/`` except ``*.json`` (the reports
+        the later tasks, alerts and the ledger read: ``validated/report.json``, ``summary.json``,
+        ``stop.json``, ``model/merge.json``, ``load/result.json``). The marker ``model/compacted.json``
+        (what goes, how many bytes) is written first: if it cannot be written nothing is dropped, and
+        a drop that stops part-way still tells a later merge or load to rebuild. Returns the marker.
+        """
+        doomed: list[tuple[str, Any]] = []
+        for name in DERIVED:
+            folder = self.dir(name)
+            if not folder.exists():
+                continue
+            for path in sorted(folder.iterdir(), key=lambda p: p.name):
+                if path.name.endswith(".json") or not path.is_file():
+                    continue
+                doomed.append((f"{name}/{path.name}", path))
+        if not doomed and self.compacted:
+            return self.read_json(*COMPACTED)  # compacted already: keep what the first time dropped
+        marker = {
+            "dropped": [name for name, _ in doomed],
+            "bytes": sum(path.stat().st_size for _, path in doomed),
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        self.write_json(*COMPACTED, marker)
+        for _, path in doomed:
+            path.unlink()
+        return marker
+
+    def rebuilt(self) -> None:
+        """The derived files are back (validate, and merge, ran again): drop the marker."""
+        target = self.file(*COMPACTED)
+        if target.exists():
+            target.unlink()
+
+    def size_bytes(self) -> int:
+        """The run folder's size on disk (file sizes, summed)."""
+        return _tree_size(self.base)
+
 
 @contextmanager
 def _writing(target: Any) -> Iterator[None]:
@@ -242,8 +316,18 @@ def run_key_for(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def purge_older_than(root: str, days: float, now: datetime | None = None) -> list[str]:
-    """Delete run folders older than ``days`` (by their run key); return what was removed."""
+def _run_stamp(name: str) -> datetime | None:
+    try:
+        return datetime.strptime(name, _RUN_KEY).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def purge_older_than(
+    root: str, days: float, now: datetime | None = None, keep: str | None = None
+) -> list[str]:
+    """Delete run folders older than ``days`` (by their run key), never the run ``keep``; return
+    what was removed."""
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(days=days)
     base = _path(root)
@@ -254,14 +338,56 @@ def purge_older_than(root: str, days: float, now: datetime | None = None) -> lis
         if not account.is_dir():
             continue
         for run in account.iterdir():
-            try:
-                stamp = datetime.strptime(run.name, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-            except ValueError:
+            stamp = _run_stamp(run.name)
+            if stamp is None or run.name == keep:
                 continue
             if stamp < cutoff:
                 _remove(run)
                 removed.append(str(run))
     return removed
+
+
+def purge_over_size(root: str, account: str, max_mb: float, keep: str | None = None) -> list[str]:
+    """Delete the account's oldest run folders until its run folders total at most ``max_mb`` MB
+    (2**20 bytes); return what was removed.
+
+    Never the run ``keep`` (the current one) and never a run whose load has not finished (no
+    ``load/result.json``: still running, or failed and waiting to be cleared; age retention removes
+    those). Degraded runs have loaded, so they count and go like any other.
+    """
+    folder = _path(root) / safe_part(account)
+    removed: list[str] = []
+    if not folder.exists():
+        return removed
+    runs = sorted((p for p in folder.iterdir() if _run_stamp(p.name) is not None), key=lambda p: p.name)
+    sizes = {run.name: _tree_size(run) for run in runs}
+    total = sum(sizes.values())
+    limit = max_mb * 2**20
+    for run in runs:
+        if total <= limit:
+            break
+        if run.name == keep or not (run / "load" / "result.json").exists():
+            continue
+        _remove(run)
+        total -= sizes[run.name]
+        removed.append(str(run))
+    return removed
+
+
+def _tree_size(folder: Any) -> int:
+    """The sizes of the files under ``folder``, summed (0 when it does not exist)."""
+    if isinstance(folder, Path):
+        total = 0
+        for parent, _, names in os.walk(folder):
+            for name in names:
+                try:
+                    total += os.lstat(os.path.join(parent, name)).st_size
+                except FileNotFoundError:  # removed while we count
+                    continue
+        return total
+    if not folder.exists():
+        return 0
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def _remove(folder: Any) -> None:

@@ -35,7 +35,14 @@ from ozon_inventory.exceptions import (
     ShrinkGuardError,
     StagingError,
 )
-from ozon_inventory.staging import MANIFEST, SOURCES, StagingArea, purge_older_than, run_key_for
+from ozon_inventory.staging import (
+    MANIFEST,
+    SOURCES,
+    StagingArea,
+    purge_older_than,
+    purge_over_size,
+    run_key_for,
+)
 
 log = logging.getLogger(__name__)
 DAG_SETTINGS = DagSettings.from_env()
@@ -263,8 +270,31 @@ def merge(account: str) -> dict[str, Any]:
 
     _, _, staging = _context(account)
     staging.reset("load")  # model/ holds validate's facts too; merge rewrites only the files it joins
+    _rebuild_compacted(staging, merged=False)  # a merge cleared after the run's load
     result = merge_run(staging, ValidationReport.from_dict(staging.read_json("validated", "report.json")))
     return result.as_dict()
+
+
+def _rebuild_compacted(staging: StagingArea, merged: bool) -> None:
+    """After a load, staging keeps only the raw answers and small reports (``StagingArea.compact``):
+    a merge or load run again (cleared, retried) first rebuilds validate's files, and for the load
+    merge's too, from the raw answers, as validate and merge wrote them. The answers passed validation
+    and its shrink guard when validate ran, so the guard is not asked again."""
+    if not staging.compacted:
+        return
+    from ozon_inventory.merge import merge_run
+    from ozon_inventory.validate import ValidationReport, validate_run
+
+    kept = ValidationReport.from_dict(staging.read_json("validated", "report.json"))
+    skipped = {s for s, r in kept.sources.items() if r.status == "skipped"}
+    log.info(
+        "staging of %s was compacted after its load: rebuilding its files from the raw answers",
+        staging.run_key,
+    )
+    report = validate_run(staging, skipped=skipped)
+    if merged:
+        merge_run(staging, report)
+    staging.rebuilt()
 
 
 @task(**(_LOCAL | {"outlets": [STOCK_ALIAS]}))
@@ -279,9 +309,20 @@ def load(account: str) -> dict[str, Any]:
     durations = {f"fetch_{s}": m.duration_s for s in SOURCES if (m := staging.manifest(s)) is not None}
     durations["validate"] = staging.read_json("validated", "summary.json").get("duration_s", 0.0)
     durations["merge"] = staging.read_json("model", "merge.json").get("duration_s", 0.0)
+    _rebuild_compacted(staging, merged=True)  # a load cleared after it had succeeded
     with _postgres(settings.postgres_conn_id) as conn:
         result = load_run(conn, staging, report, context["dag_run"].run_id, durations)
     staging.write_json("load", "result.json", result.as_dict())
+    try:  # loaded: keep the raw answers and small reports, drop what they rebuild
+        freed = staging.compact()
+        log.info(
+            "staging of %s compacted: %d files, %d bytes dropped",
+            staging.run_key,
+            len(freed["dropped"]),
+            freed["bytes"],
+        )
+    except OSError as exc:  # the data is loaded; the next runs' retention frees the space anyway
+        log.warning("staging of %s: could not drop its rebuildable files: %s", staging.run_key, exc)
     if result.applied:  # fresh stock: tell downstream DAGs (nothing applied, nothing to tell)
         context["outlet_events"][STOCK_ALIAS].add(
             stock_asset(account),
@@ -314,6 +355,7 @@ def report(account: str) -> dict[str, Any]:
             f"backfill of {staging.run_key}: nothing archived for account {account}",
             "skipped: nothing archived",
         )
+    _retention(settings, staging)  # whatever the outcome: failed and degraded runs must not grow staging
     try:
         result = staging.read_json("load", "result.json")
     except StagingError:
@@ -343,12 +385,33 @@ def report(account: str) -> dict[str, Any]:
             f"loaded {', '.join(result['applied']) or 'nothing'}. Clear the failed fetch task with its downstream "
             "tasks to complete the snapshot."
         )
-    removed = purge_older_than(str(staging.base.parent.parent), settings.retention_days)
-    if removed:
-        log.info(
-            "staging retention (%g days): removed %d old run folders", settings.retention_days, len(removed)
-        )
     return result
+
+
+def _retention(settings: RunSettings, staging: StagingArea) -> None:
+    """Staging retention: run folders older than ``retention_days`` (every account's), then the
+    account's oldest loaded runs beyond ``retention_mb_per_account``; never this run. A failure is
+    logged, never the run's outcome."""
+    try:
+        removed = purge_older_than(settings.staging_root, settings.retention_days, keep=staging.run_key)
+        if removed:
+            log.info(
+                "staging retention (%g days): removed %d old run folders",
+                settings.retention_days,
+                len(removed),
+            )
+        removed = purge_over_size(
+            settings.staging_root, staging.account, settings.retention_mb_per_account, keep=staging.run_key
+        )
+        if removed:
+            log.info(
+                "staging retention (%g MB for account %s): removed %d oldest run folders",
+                settings.retention_mb_per_account,
+                staging.account,
+                len(removed),
+            )
+    except (OSError, StagingError) as exc:
+        log.error("account %s: staging retention failed: %s", staging.account, exc)
 
 
 def _raise_alerts(

@@ -1,4 +1,5 @@
-"""The staging area: layout, manifests, checked pages, retention; its source list is the registry's."""
+"""The staging area: layout, manifests, checked pages, compaction after the load, retention by age and
+by size; its source list is the registry's."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ import pytest
 
 from ozon_inventory import sources, staging
 from ozon_inventory.exceptions import StagingError
-from ozon_inventory.staging import Manifest, StagingArea, purge_older_than, run_key_for, safe_part
+from ozon_inventory.staging import (
+    Manifest,
+    StagingArea,
+    purge_older_than,
+    purge_over_size,
+    run_key_for,
+    safe_part,
+)
 
 
 def test_sources_come_from_the_registry():
@@ -89,3 +97,131 @@ def test_retention_removes_only_old_run_folders(tmp_path):
     removed = purge_older_than(str(tmp_path), 30, now=datetime(2026, 11, 22, tzinfo=UTC))
     assert removed == [str(tmp_path / "acc" / "20261001T000000Z")]
     assert sorted(p.name for p in (tmp_path / "acc").iterdir()) == ["20261121T000000Z", "not-a-run"]
+
+
+def test_retention_by_age_never_removes_the_current_run(tmp_path):
+    for key in ("20261001T000000Z", "20261002T000000Z"):
+        StagingArea(str(tmp_path), "acc", key).begin("stocks")
+    removed = purge_older_than(
+        str(tmp_path), 30, now=datetime(2026, 11, 22, tzinfo=UTC), keep="20261002T000000Z"
+    )
+    assert removed == [str(tmp_path / "acc" / "20261001T000000Z")]
+    assert [p.name for p in (tmp_path / "acc").iterdir()] == ["20261002T000000Z"]
+
+
+def _derived(area: StagingArea) -> None:
+    """What validate, merge and load leave in a run folder."""
+    for folder, name, size in (
+        ("validated", "product_skus.tsv", 3000),
+        ("validated", "rejects.tsv", 100),
+        ("model", "stock_by_warehouse.tsv", 50_000),
+        ("model", "products.tsv", 2000),
+    ):
+        with area.open_write(folder, name) as out:
+            out.write("x" * size)
+    area.write_json("validated", "report.json", {"sources": {}})
+    area.write_json("validated", "summary.json", {"duration_s": 1.0})
+    area.write_json("model", "merge.json", {"files": {}})
+    area.write_json("load", "result.json", {"status": "complete"})
+
+
+def test_compact_keeps_the_raw_answers_and_small_reports(tmp_path):
+    area = StagingArea(str(tmp_path), "acc", "20261122T100000Z")
+    manifest = _stage(area, b'{"items": [1]}', b'{"items": []}')
+    _derived(area)
+    before = area.size_bytes()
+    assert area.loaded and not area.compacted
+    marker = area.compact()
+    assert marker["dropped"] == [
+        "validated/product_skus.tsv",
+        "validated/rejects.tsv",
+        "model/products.tsv",
+        "model/stock_by_warehouse.tsv",
+    ]
+    assert marker["bytes"] == 55_100 and before - area.size_bytes() > 54_000  # the marker is small
+    assert area.compacted and area.loaded
+    left = sorted(str(p.relative_to(area.base)) for p in area.base.rglob("*") if p.is_file())
+    assert left == [
+        "load/result.json",
+        "model/compacted.json",
+        "model/merge.json",
+        "stocks/manifest.json",
+        "stocks/page-000001.json.gz",
+        "stocks/page-000002.json.gz",
+        "validated/report.json",
+        "validated/summary.json",
+    ]
+    # the raw answers are whole and still checked against the manifest: everything can be rebuilt
+    assert [raw for _, raw in area.pages(manifest)] == [b'{"items": [1]}', b'{"items": []}']
+    assert area.read_json("validated", "report.json") == {"sources": {}}
+    # compacting again keeps the first marker; a rebuild removes it; a re-run validate resets it too
+    assert area.compact() == marker == area.read_json("model", "compacted.json")
+    area.rebuilt()
+    assert not area.compacted
+    area.compact()
+    area.reset("validated", "model", "load")
+    assert not area.compacted and not area.loaded
+
+
+def _run(root, account: str, key: str, mb: float, loaded: bool = True) -> None:
+    area = StagingArea(str(root), account, key)
+    area.begin("stocks")
+    (area.dir("stocks") / "page-000001.json.gz").write_bytes(b"x" * int(mb * 2**20))
+    if loaded:
+        area.write_json("load", "result.json", {"status": "degraded"})
+
+
+def test_retention_by_size_removes_the_oldest_loaded_runs_first(tmp_path):
+    _run(tmp_path, "acc", "20261120T000000Z", 3)
+    _run(tmp_path, "acc", "20261120T010000Z", 3, loaded=False)  # failed or still running: kept
+    _run(tmp_path, "acc", "20261120T020000Z", 3)
+    _run(tmp_path, "acc", "20261120T030000Z", 3)
+    _run(tmp_path, "acc", "20261120T040000Z", 3, loaded=False)  # the current run, not loaded yet
+    _run(tmp_path, "other", "20261120T000000Z", 3)  # another account's staging is its own
+    (tmp_path / "acc" / "not-a-run").mkdir()
+    assert purge_over_size(str(tmp_path), "acc", 16, keep="20261120T040000Z") == []
+    removed = purge_over_size(str(tmp_path), "acc", 10, keep="20261120T040000Z")
+    assert removed == [str(tmp_path / "acc" / "20261120T000000Z"), str(tmp_path / "acc" / "20261120T020000Z")]
+    assert sorted(p.name for p in (tmp_path / "acc").iterdir()) == [
+        "20261120T010000Z",
+        "20261120T030000Z",
+        "20261120T040000Z",
+        "not-a-run",
+    ]
+    # however small the limit: never the current run, never a run whose load has not finished
+    purge_over_size(str(tmp_path), "acc", 0.001, keep="20261120T030000Z")
+    assert sorted(p.name for p in (tmp_path / "acc").iterdir()) == [
+        "20261120T010000Z",
+        "20261120T030000Z",
+        "20261120T040000Z",
+        "not-a-run",
+    ]
+    assert [p.name for p in (tmp_path / "other").iterdir()] == ["20261120T000000Z"]
+    assert purge_over_size(str(tmp_path), "nobody", 1) == []
+
+
+def test_the_size_limit_is_a_setting_like_the_others(monkeypatch):
+    from ozon_inventory.config import run_settings
+    from ozon_inventory.exceptions import ConfigError
+
+    assert run_settings({}).retention_mb_per_account == 2048
+    monkeypatch.setenv("AIRFLOW_VAR_OZON_INVENTORY_RETENTION_MB_PER_ACCOUNT", "512")
+    assert run_settings({}).retention_mb_per_account == 512
+    assert run_settings({"retention_mb_per_account": 100}).retention_mb_per_account == 100  # the param wins
+    with pytest.raises(ConfigError, match="retention_mb_per_account must be a positive number of MB, got 0"):
+        run_settings({"retention_mb_per_account": 0})
+    with pytest.raises(ConfigError, match="retention_mb_per_account .*must be numbers"):
+        run_settings({"retention_mb_per_account": "lots"})
+
+
+def test_nothing_is_dropped_when_the_marker_cannot_be_written(tmp_path, monkeypatch):
+    area = StagingArea(str(tmp_path), "acc", "20261122T100000Z")
+    _derived(area)
+
+    def full(*_args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(area, "write_json", full)
+    with pytest.raises(OSError, match="No space"):
+        area.compact()
+    assert (area.dir("model") / "stock_by_warehouse.tsv").exists() and not area.compacted
