@@ -110,8 +110,9 @@ def has_schema(conn: Any) -> bool:
 
 
 def key_expiry_source(conn: Any) -> str | None:
-    """Where the Api-Key's expiry is kept, if anywhere: ``ledger`` (column ``ozon_sync_run.key_expires_at``)
-    or ``table`` (``ozon_account_key``, column ``expires_at`` or ``key_expires_at``); None otherwise."""
+    """Where the Api-Key's expiry is known, if anywhere: ``table`` (``ozon_account_key``, the latest
+    check of ``/v1/roles``, written by the fetch tasks) or else ``ledger`` (``ozon_sync_run.key_expires_at``
+    when a run recorded one); None while no expiry is known, so the page shows no empty column."""
     rows = _all(
         conn,
         """SELECT table_name, column_name FROM information_schema.columns
@@ -120,12 +121,14 @@ def key_expiry_source(conn: Any) -> str | None:
                OR (table_name = 'ozon_account_key' AND column_name IN ('account', 'expires_at', 'key_expires_at')))""",
     )
     found = {(t, c) for t, c in rows}
-    if ("ozon_sync_run", "key_expires_at") in found:
-        return "ledger"
     if ("ozon_account_key", "account") in found and (
         ("ozon_account_key", "expires_at") in found or ("ozon_account_key", "key_expires_at") in found
     ):
         return "table"
+    if ("ozon_sync_run", "key_expires_at") in found and _one(
+        conn, "SELECT count(*) FROM ozon_sync_run WHERE key_expires_at IS NOT NULL"
+    ):
+        return "ledger"
     return None
 
 
