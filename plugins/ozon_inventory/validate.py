@@ -121,7 +121,9 @@ class ValidationReport:
             k: SourceReport(**{f: x for f, x in v.items() if f in fields}) for k, v in data["sources"].items()
         }
         keep = {
-            k: data[k] for k in ("mismatches", "mismatch_examples", "cross_checked_skus", "checks") if k in data
+            k: data[k]
+            for k in ("mismatches", "mismatch_examples", "cross_checked_skus", "checks")
+            if k in data
         }
         return cls(data["account"], data["run_key"], sources, **keep)
 

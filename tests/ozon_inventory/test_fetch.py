@@ -62,7 +62,9 @@ def test_a_dead_method_without_successor_fails_the_fetch_fast(simulator, tmp_pat
 
 
 def test_unknown_method_choice_names_the_choices(simulator, tmp_path):
-    with pytest.raises(ConfigError, match=r"warehouse_stocks method must be one of \['auto', 'v2', 'v1', 'fbo'\]"):
+    with pytest.raises(
+        ConfigError, match=r"warehouse_stocks method must be one of \['auto', 'v2', 'v1', 'fbo'\]"
+    ):
         fetch_source(new_client(simulator), StagingArea(str(tmp_path), "a", "r"), "warehouse_stocks", "v9")
 
 
