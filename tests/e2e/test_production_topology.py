@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "ozon_inventory_sync"
 V2_ANALYTICS = "/v2/analytics/stock_on_warehouses"
 V1_ANALYTICS = "/v1/analytics/stocks"
+V1_FBO = "/v1/product/info/stocks-by-warehouse/fbo"
 FETCHES = ("account.fetch_stocks", "account.fetch_warehouse_stocks", "account.fetch_warehouses")
 
 #: Seller accounts: connection id -> (Client-Id, Api-Key). Simulator keys, not secrets.
@@ -175,8 +176,8 @@ def _degraded_then_cleared(stack: Stack) -> str:
     _first_run(stack)
     cluster, sim = stack.cluster, stack.sims[OPS].sim
     sim.accounts[ACCOUNTS[OPS][0]].catalogue.change_stock(0.05, seed=4)
-    # Both analytics methods fail, so the warehouse stock source fails whichever method the DAG tries.
-    for method in (V2_ANALYTICS, V1_ANALYTICS):
+    # Every warehouse-level method fails, so the warehouse stock source fails whichever one auto tries.
+    for method in (V2_ANALYTICS, V1_ANALYTICS, V1_FBO):
         sim.add_fault(Fault(method, "status", status=503, times=-1))
     started = time.monotonic()
     second = cluster.trigger(DAG_ID, "2026-11-11T00:00:00Z")
