@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import time
@@ -325,7 +326,10 @@ def test_the_page_in_a_real_browser(ui_stack):
             expect.set_options(timeout=60_000)
             # A person logs in through Airflow's login form and lands on the home dashboard.
             page.goto(cluster.url + "/")
-            page.wait_for_url("**/auth/login**")
+            # the UI sends an anonymous visitor on to its login page (a client-side redirect, whose
+            # intermediate navigations may be aborted: wait for the form, then check where it is)
+            expect(page.locator("input[name=username]")).to_be_visible()
+            expect(page).to_have_url(re.compile(r".*/auth/login.*"))
             page.locator("input[name=username]").fill("viewer")
             page.locator("input[name=password]").fill(cluster.passwords["viewer"])
             page.get_by_role("button", name="Sign in").click()
