@@ -257,9 +257,11 @@ def test_model_file_deleted_before_the_load(matrix):
     result = matrix.run(key, before_load=lose_model)
     assert result.error is not None and result.loaded is None, result.text
     assert_names(
-        r"(No such file or directory: '\S+/acc/\w+/model/\S*warehouse\S*'|/acc/\w+/model/\S*warehouse\S* is missing)",
+        r"account acc, run \w+: \S+/model/\S*warehouse\S* is missing: run validate and merge again "
+        r"\(clear validate with its downstream tasks\)",
         str(result.error),
     )
+    assert permanent(result.error)
     matrix.assert_unchanged(before)
     matrix.good_run(run_key=key)
     matrix.assert_recovered()
