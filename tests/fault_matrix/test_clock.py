@@ -87,7 +87,9 @@ def test_a_run_stamped_in_the_future_does_not_freeze_later_runs(matrix, monkeypa
     if result.loaded is None:  # refused: it must say why, and keep the last snapshot
         assert_names(r"(future|ahead|clock)", result.text)
         matrix.assert_unchanged(before)
-    else:  # or loaded, with an as-of no later than now
+    else:  # or loaded, with an as-of no later than now, and a warning that says why
+        warned = "\n".join(r.getMessage() for r in matrix.caplog.records if r.levelname == "WARNING")
+        assert_names(r"stocks is stamped .+?, ahead of the database clock .+? \(a clock runs ahead\)", warned)
         assert all(t <= datetime.now(UTC) + timedelta(minutes=5) for t in loaded_as_of(matrix).values()), (
             f"a future as-of was loaded: {loaded_as_of(matrix)}"
         )
