@@ -48,6 +48,7 @@ import psycopg
 import requests
 
 from tests.celery_proof import topology
+from tests.celery_proof.simhost import loaded
 from tests.celery_proof.topology import (
     BIN,
     ROOT,
@@ -325,49 +326,7 @@ class Proof:
 
     def actual(self, account: str) -> dict[str, Any]:
         """The target tables' figures for ``account``, in the shape of the simulator's ``/expected``."""
-        from tests.celery_proof.simhost import _digest, product_line, type_line, warehouse_line
-
-        with psycopg.connect(self.target_url) as conn:
-            products = conn.execute(
-                "SELECT product_id, offer_id FROM ozon_product WHERE account = %s", (account,)
-            ).fetchall()
-            types = conn.execute(
-                "SELECT sku, stock_type, shipment_type, present, reserved FROM ozon_stock_by_type"
-                " WHERE account = %s",
-                (account,),
-            ).fetchall()
-            rows = conn.execute(
-                "SELECT sku, warehouse_name, free_to_sell, promised, reserved FROM ozon_stock_by_warehouse"
-                " WHERE account = %s",
-                (account,),
-            ).fetchall()
-            (seller,) = conn.execute(
-                "SELECT count(*) FROM ozon_warehouse WHERE account = %s AND kind = 'seller'", (account,)
-            ).fetchone()
-        by_type: dict[str, list[int]] = {}
-        for _, stock_type, _, present, reserved in types:
-            figures = by_type.setdefault(stock_type, [0, 0, 0])
-            figures[0] += 1
-            figures[1] += present
-            figures[2] += reserved
-        by_warehouse: dict[str, list[int]] = {}
-        for _, name, free, promised, reserved in rows:
-            figures = by_warehouse.setdefault(name, [0, 0, 0, 0])
-            figures[0] += 1
-            figures[1] += free
-            figures[2] += promised
-            figures[3] += reserved or 0
-        return {
-            "products": len(products),
-            "stock_rows": len(types),
-            "warehouse_rows": len(rows),
-            "seller_warehouses": seller,
-            "by_type": by_type,
-            "by_warehouse": by_warehouse,
-            "digest_products": _digest([product_line(*p) for p in products]),
-            "digest_by_type": _digest([type_line(*t) for t in types]),
-            "digest_by_warehouse": _digest([warehouse_line(*r) for r in rows]),
-        }
+        return loaded(self.target_url, account)
 
     def compare(self, account: str) -> dict[str, Any]:
         """Exact comparison of one account's tables with the simulator's catalogue."""

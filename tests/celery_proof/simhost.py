@@ -16,6 +16,12 @@ Beside them, on ``--control-port`` (the proof's own questions, never seen by the
   request), the seconds in which more than one host sent requests for it, and the most requests in
   one calendar second (what a fixed window counts) and in any sliding second, over all hosts.
 - ``POST /reset``: forget the request logs (the simulator's and the per-host one).
+
+``loaded(dsn, account)`` reads the same figures from the target tables, for an exact comparison
+with ``/expected`` (the Celery proof and ``scripts/topology_run.py`` use both). ``--nice -10`` runs
+the simulator ahead of the client processes: it stands for Ozon, whose servers do not share the
+machine's cores, so the arrival times it logs are when requests were sent, not when a starved
+accept loop got round to them (ignored when the niceness may not be lowered).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -115,6 +122,53 @@ def expected(catalogue: Catalogue) -> dict[str, Any]:
     }
 
 
+def loaded(dsn: str, account: str) -> dict[str, Any]:
+    """The target tables' figures for ``account`` (a connection id), in the shape of ``expected``."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        products = conn.execute(
+            "SELECT product_id, offer_id FROM ozon_product WHERE account = %s", (account,)
+        ).fetchall()
+        types = conn.execute(
+            "SELECT sku, stock_type, shipment_type, present, reserved FROM ozon_stock_by_type"
+            " WHERE account = %s",
+            (account,),
+        ).fetchall()
+        rows = conn.execute(
+            "SELECT sku, warehouse_name, free_to_sell, promised, reserved FROM ozon_stock_by_warehouse"
+            " WHERE account = %s",
+            (account,),
+        ).fetchall()
+        (seller,) = conn.execute(
+            "SELECT count(*) FROM ozon_warehouse WHERE account = %s AND kind = 'seller'", (account,)
+        ).fetchone()
+    by_type: dict[str, list[int]] = {}
+    for _, stock_type, _, present, reserved in types:
+        figures = by_type.setdefault(stock_type, [0, 0, 0])
+        figures[0] += 1
+        figures[1] += present
+        figures[2] += reserved
+    by_warehouse: dict[str, list[int]] = {}
+    for _, name, free, promised, reserved in rows:
+        figures = by_warehouse.setdefault(name, [0, 0, 0, 0])
+        figures[0] += 1
+        figures[1] += free
+        figures[2] += promised
+        figures[3] += reserved or 0
+    return {
+        "products": len(products),
+        "stock_rows": len(types),
+        "warehouse_rows": len(rows),
+        "seller_warehouses": seller,
+        "by_type": by_type,
+        "by_warehouse": by_warehouse,
+        "digest_products": _digest([product_line(*p) for p in products]),
+        "digest_by_type": _digest([type_line(*t) for t in types]),
+        "digest_by_warehouse": _digest([warehouse_line(*r) for r in rows]),
+    }
+
+
 def peers(sim: PeerSimulator, client_id: str) -> dict[str, Any]:
     """Requests of one Client-Id per host, and how many arrived together (all hosts counted)."""
     log = sorted((t, peer) for t, cid, peer in list(sim.peer_log) if cid == client_id)
@@ -184,7 +238,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--control-port", type=int, required=True)
     parser.add_argument("--rate-window", choices=("bucket", "fixed"), default="fixed")
     parser.add_argument("--latency", type=float, default=0.02)
+    parser.add_argument(
+        "--nice", type=int, default=0, help="change the niceness first (-10: ahead of clients)"
+    )
     args = parser.parse_args(argv)
+    if args.nice:
+        try:
+            os.nice(args.nice)
+        except OSError:  # not allowed (not root): the logged arrivals may then bunch on a busy machine
+            print(f"SIMHOST: niceness not changed by {args.nice} (not allowed)", flush=True)
 
     started = time.monotonic()
     accounts = []

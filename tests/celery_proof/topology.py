@@ -325,8 +325,15 @@ def bucket_figures(endpoint: str, bucket: str, key: str, secret: str) -> dict[st
 
 
 def start_simhost(
-    work: Path, listen: str, port: int, control_port: int, accounts: list[dict[str, object]]
+    work: Path,
+    listen: str,
+    port: int,
+    control_port: int,
+    accounts: list[dict[str, object]],
+    nice: int = 0,
 ) -> Service:
+    """``tests/celery_proof/simhost.py`` in its own session, logging to ``work/logs/simulator.log``;
+    returns once it serves. ``nice``: its ``--nice`` (-10 runs it ahead of the client processes)."""
     spec = work / "accounts.json"
     spec.write_text(json.dumps(accounts))
     spec.chmod(0o600)
@@ -347,6 +354,7 @@ def start_simhost(
             str(control_port),
             "--rate-window",
             "fixed",
+            *(["--nice", str(nice)] if nice else []),
         ],
         work / "logs" / "simulator.log",
         env=env,
