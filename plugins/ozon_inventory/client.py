@@ -56,7 +56,7 @@ from ozon_inventory.exceptions import (
     OzonSnapshotChanged,
     OzonTransientError,
 )
-from ozon_inventory.methods import OzonMethod, Paging, method_limits
+from ozon_inventory.methods import OzonMethod, Paging, method_limits, parse_answer
 from ozon_inventory.ratelimit import DEFAULT_HEADROOM, RateBudget, budget_for
 
 log = logging.getLogger(__name__)
@@ -373,7 +373,7 @@ class OzonClient:
             self.budget.observe_remaining(remaining)
         if status == 200:
             try:
-                data = json.loads(raw)
+                data = parse_answer(raw)
                 if not isinstance(data, dict):
                     raise ValueError("not a JSON object")
                 rows = len(method.rows(data))

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ozon_inventory.client import OzonClient, Page
 from ozon_inventory.exceptions import (
@@ -30,17 +30,24 @@ from ozon_inventory.exceptions import (
 from ozon_inventory.methods import V4_STOCKS, OzonMethod, Paging, method, plan
 from ozon_inventory.staging import Manifest, StagingArea
 
+if TYPE_CHECKING:
+    from ozon_inventory.validate import SourceCheck
+
 log = logging.getLogger(__name__)
 
 SNAPSHOT_PASSES = 3
 _BREAKER = "breaker"
 
 
-def fetch_source(client: OzonClient, staging: StagingArea, source: str, choice: str = "auto") -> Manifest:
+def fetch_source(
+    client: OzonClient, staging: StagingArea, source: str, choice: str = "auto", check_pages: bool = False
+) -> Manifest:
     """Stage ``source`` with the first method of its plan that answers; the manifest names it.
 
     Methods the breaker declared down earlier in this run (another try of the task, another task)
-    are skipped without a request.
+    are skipped without a request. With ``check_pages`` each answer is also validated as it lands
+    (``validate.SourceCheck``), while the next ones are on their way: the run's validation is then
+    done when the last page is in, instead of starting there.
     """
     methods = plan(source, choice)
     _share_breaker(client, staging)
@@ -56,6 +63,7 @@ def fetch_source(client: OzonClient, staging: StagingArea, source: str, choice: 
                 client,
                 _pager(client, staging, candidate),
                 _fallback(first, candidate),
+                check_pages,
             )
         except (OzonMethodUnavailable, OzonMethodDown) as exc:
             if last:
@@ -116,6 +124,7 @@ def _stage(
     client: OzonClient,
     pages: Callable[[], Iterator[Page]],
     fallback_from: str | None = None,
+    check_pages: bool = False,
 ) -> Manifest:
     """Write every page of one pass; restart the pass when Ozon's data moved while we paged.
 
@@ -128,21 +137,24 @@ def _stage(
     repeated_before: frozenset[tuple[str, ...]] | None = None
     for attempt in range(1, SNAPSHOT_PASSES + 1):
         folder = staging.begin(source)
-        digest = hashlib.sha256()
+        digest, packed = hashlib.sha256(), hashlib.sha256()
         manifest = Manifest(staging.account, staging.run_key, source, m.path, "", str(folder))
         manifest.fallback_from = fallback_from
         manifest.overlap = client.overlap(m)
+        checking = _Checking(staging, manifest, m, check_pages)
         try:
             for page in pages():
                 if not manifest.as_of:
                     manifest.as_of = as_of(page)
-                name, size = staging.write_page(source, page.number, page.raw)
+                name, size = staging.write_page(source, page.number, page.raw, packed)
                 digest.update(page.raw)
                 manifest.files.append(name)
                 manifest.pages += 1
                 manifest.rows += page.rows
                 manifest.bytes += size
+                checking.page(page)
         except OzonRowsRepeated as exc:
+            checking.abort()
             if exc.consistent and exc.repeated == repeated_before:
                 log.warning(
                     "Ozon %s lists the same %d rows more than once in two whole passes in a row (%s): "
@@ -157,13 +169,18 @@ def _stage(
                 _pass_failed(exc, source, attempt)
                 continue
         except OzonSnapshotChanged as exc:
+            checking.abort()
             repeated_before = None
             _pass_failed(exc, source, attempt)
             continue
+        except BaseException:
+            checking.abort()
+            raise
         manifest.as_of = manifest.as_of or _worker_now()
-        manifest.sha256 = digest.hexdigest()
+        manifest.sha256, manifest.packed_sha256 = digest.hexdigest(), packed.hexdigest()
         manifest.requests = client.summary()
         manifest.duration_s = round(time.monotonic() - started, 3)
+        checking.finish()
         staging.write_manifest(manifest)
         log.info(
             "staged %s: method=%s pages=%d rows=%d bytes=%d as of %s in %s",
@@ -177,6 +194,61 @@ def _stage(
         )
         return manifest
     raise AssertionError("unreachable")
+
+
+class _Checking:
+    """The validation of a pass's answers as they land (``validate.SourceCheck``).
+
+    It is an advance on validate's work, never a condition of the fetch: if it fails (a full disk,
+    a bug) the fetch goes on without it and says so, and validate checks the staged answers itself.
+    A pass whose rows turn out to have repeated (Ozon's answer lists them twice) is checked from the
+    staged answers as well, as validate would have done.
+    """
+
+    def __init__(self, staging: StagingArea, manifest: Manifest, m: OzonMethod, enabled: bool):
+        self.m = m
+        self.check: SourceCheck | None = None
+        if enabled:
+            from ozon_inventory.validate import SourceCheck as Check
+
+            try:
+                self.check = Check(staging, manifest)
+            except Exception as exc:  # noqa: BLE001 - validate does the check from staging instead
+                self._stopped(exc)
+
+    def page(self, page: Page) -> None:
+        if (check := self.check) is not None:
+            # offset pages reach us without the row they repeat from the previous page (the pager
+            # drops it), so the rows are the page's own, as validate reads them from staging
+            self._guard(lambda: check.add(self.m.rows(page.data)))
+
+    def finish(self) -> None:
+        if (check := self.check) is not None:
+            self._guard(lambda: check.store(*check.finish()))
+
+    def abort(self) -> None:
+        if self.check is not None:
+            check, self.check = self.check, None
+            try:
+                check.close()
+            except Exception:
+                log.debug("closing an abandoned check", exc_info=True)
+
+    def _guard(self, step: Callable[[], Any]) -> None:
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - validate does the check from staging instead
+            self._stopped(exc)
+
+    def _stopped(self, exc: Exception) -> None:
+        log.warning(
+            "checking %s's answers while fetching stopped (%s: %s); validate will check the staged "
+            "answers instead",
+            self.m.path,
+            type(exc).__name__,
+            exc,
+        )
+        self.abort()
 
 
 def _pass_failed(exc: OzonSnapshotChanged, source: str, attempt: int) -> None:

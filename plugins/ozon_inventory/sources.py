@@ -80,11 +80,19 @@ class ModelFile:
         return f"COPY {self.table} ({', '.join(self.columns)}) FROM STDIN"
 
 
+class KeySet(Protocol):
+    """The keys a source's rows had so far: a key seen again is a duplicate row (rejected)."""
+
+    def __contains__(self, key: object) -> bool: ...
+
+    def add(self, key: Hashable) -> None: ...
+
+
 class RowSink(Protocol):
     """What a row validator writes to (implemented by validate's per-source writer)."""
 
     #: keys seen so far in this source's run (duplicates are rejected)
-    seen: set[Hashable]
+    seen: KeySet
     #: what the shrink guard and the ledger count as this source's products
     products: set[Hashable]
 

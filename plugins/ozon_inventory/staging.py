@@ -32,6 +32,7 @@ from ozon_inventory.exceptions import StagingError, StagingWriteError
 from ozon_inventory.sources import SOURCES
 
 __all__ = [
+    "CHECKED",
     "COMPACTED",
     "DERIVED",
     "MANIFEST",
@@ -48,6 +49,8 @@ MANIFEST = "manifest.json"
 DERIVED = ("validated", "model", "load")
 #: (folder, name) of the marker a compaction leaves: the derived files are gone, rebuild them first
 COMPACTED = ("model", "compacted.json")
+#: ``validated/checked_<source>.json``: a fetch's check of its answers, reusable only with its files
+CHECKED = "checked_{}.json"
 _SAFE = re.compile(r"[^A-Za-z0-9._=-]+")
 _RUN_KEY = "%Y%m%dT%H%M%SZ"
 
@@ -74,6 +77,8 @@ class Manifest:
     #: rows at the head of every page after the first that repeat the previous page's last rows
     #: (offset paging overlaps pages to notice rows that moved); readers skip them
     overlap: int = 0
+    #: sha256 of the staged (compressed) files in order: the archive checked without unpacking it
+    packed_sha256: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,12 +134,29 @@ class StagingArea:
         for name in folders:
             _remove(self.dir(name))
 
-    def write_page(self, source: str, number: int, raw: bytes) -> tuple[str, int]:
+    def remove(self, folder: str, name: str) -> None:
+        """Remove one file of the run, if it is there."""
+        target = self.file(folder, name)
+        if target.exists():
+            target.unlink()
+
+    def write_page(self, source: str, number: int, raw: bytes, packed_digest: Any = None) -> tuple[str, int]:
+        """Stage one answer, gzip-compressed; ``packed_digest`` (a hashlib object) takes the file's bytes."""
         name = f"page-{number:06d}.json.gz"
         target = self.dir(source) / name
+        packed = gzip.compress(raw, compresslevel=1)
         with _writing(target), target.open("wb") as handle:
-            handle.write(gzip.compress(raw, compresslevel=1))
+            handle.write(packed)
+        if packed_digest is not None:
+            packed_digest.update(packed)
         return name, len(raw)
+
+    def packed_sha256(self, manifest: Manifest) -> str:
+        """sha256 of the source's staged files as they are now (compare ``manifest.packed_sha256``)."""
+        digest = hashlib.sha256()
+        for name in manifest.files:
+            digest.update((self.dir(manifest.source) / name).read_bytes())
+        return digest.hexdigest()
 
     def write_manifest(self, manifest: Manifest) -> None:
         """Write the manifest last and atomically: a reader sees the whole manifest or none.
@@ -249,7 +271,8 @@ class StagingArea:
 
         Removes every file of ``validated/``, ``model/`` and ``load/`` except ``*.json`` (the reports
         the later tasks, alerts and the ledger read: ``validated/report.json``, ``summary.json``,
-        ``stop.json``, ``model/merge.json``, ``load/result.json``). The marker ``model/compacted.json``
+        ``stop.json``, ``model/merge.json``, ``load/result.json``); the fetches' ``checked_*.json``
+        go too, as they describe files that go. The marker ``model/compacted.json``
         (what goes, how many bytes) is written first: if it cannot be written nothing is dropped, and
         a drop that stops part-way still tells a later merge or load to rebuild. Returns the marker.
         """
@@ -259,7 +282,7 @@ class StagingArea:
             if not folder.exists():
                 continue
             for path in sorted(folder.iterdir(), key=lambda p: p.name):
-                if path.name.endswith(".json") or not path.is_file():
+                if not path.is_file() or (path.name.endswith(".json") and not _is_checked(path.name)):
                     continue
                 doomed.append((f"{name}/{path.name}", path))
         if not doomed and self.compacted:
@@ -283,6 +306,11 @@ class StagingArea:
     def size_bytes(self) -> int:
         """The run folder's size on disk (file sizes, summed)."""
         return _tree_size(self.base)
+
+
+def _is_checked(name: str) -> bool:
+    prefix, suffix = CHECKED.split("{}")
+    return name.startswith(prefix) and name.endswith(suffix)
 
 
 @contextmanager

@@ -190,7 +190,7 @@ def _fetch(account: str, source: str) -> dict[str, Any]:
     client = OzonHook(account, budget_dsn=budget_dsn).get_client()
     with postgres.get_conn() as conn:
         check_key(client, conn, account, account, settings.key_warn_days)
-    return fetch_source(client, staging, source, settings.method_choice(source)).as_dict()
+    return fetch_source(client, staging, source, settings.method_choice(source), check_pages=True).as_dict()
 
 
 @task(**_FETCH)
@@ -229,7 +229,11 @@ def validate(account: str) -> dict[str, Any]:
 
     context, settings, staging = _context(account)
     started = time.monotonic()
-    staging.reset("validated", "model", "load")
+    if staging.compacted:  # loaded and compacted: everything is rebuilt from the raw answers
+        staging.reset("validated", "model", "load")
+    else:  # the fetches' checks of their answers stay in validated/ and model/, to be reused
+        staging.reset("load")
+        staging.remove("validated", "stop.json")
     _check_fetched_manifests(context, staging)
     fetched = [s for s in SOURCES if staging.manifest(s) is not None]
     if not fetched:

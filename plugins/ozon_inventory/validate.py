@@ -17,8 +17,11 @@ what is loaded is not compared, since load will not apply it) and the declared c
 
 from __future__ import annotations
 
-import json
+import gzip
 import logging
+import shutil
+import time
+from array import array
 from collections import Counter
 from collections.abc import Hashable, Iterator, Mapping
 from contextlib import contextmanager
@@ -26,10 +29,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
 
+import numpy
 import orjson
 
 from ozon_inventory.exceptions import ShrinkGuardError, StagingError, StagingWriteError
-from ozon_inventory.methods import OzonMethod, method
+from ozon_inventory.methods import method, parse_answer
 from ozon_inventory.rules import (
     INT64,
     NULL,
@@ -44,8 +48,9 @@ from ozon_inventory.rules import (
     record_json,
     working_days,
 )
-from ozon_inventory.sources import CHECKS, REGISTRY, REJECTS, CrossCheck, ModelFile, SourceSpec
-from ozon_inventory.staging import Manifest, StagingArea
+from ozon_inventory.sources import CHECKS, REGISTRY, REJECTS, CrossCheck, KeySet, ModelFile, SourceSpec
+from ozon_inventory.sources import spec as source_spec
+from ozon_inventory.staging import CHECKED, Manifest, StagingArea
 
 __all__ = [
     "INT64",
@@ -53,6 +58,7 @@ __all__ = [
     "QUANTITY",
     "LoadedState",
     "Reject",
+    "SourceCheck",
     "SourceReport",
     "ValidationReport",
     "as_int",
@@ -83,6 +89,8 @@ class SourceReport:
     unknown_values: dict[str, int] = field(default_factory=dict)
     requests: dict[str, Any] = field(default_factory=dict)
     files: dict[str, int] = field(default_factory=dict)  # file written -> lines
+    check_s: float = 0.0  # CPU seconds spent checking the rows (its thread's own time)
+    checked_while_fetching: bool = False  # the fetch checked each answer as it landed
 
 
 @dataclass
@@ -150,7 +158,7 @@ class _Writer:
     ):
         self.staging, self.spec, self.report, self.rejects_out = staging, spec, report, rejects
         self.known_fields = known_fields
-        self.seen: set[Hashable] = set()
+        self.seen: KeySet = _KeyLog()
         self.products: set[Hashable] = set()
         self.unknown_fields: Counter[str] = Counter()
         self.unknown_values: Counter[str] = Counter()
@@ -262,36 +270,74 @@ def _where(staging: StagingArea) -> str:
     return f"account {staging.account}, run {staging.run_key}: "
 
 
-def _parse(raw: bytes) -> Any:
-    """A staged answer: orjson, fast and strict; Python's reader where orjson refuses what Python
-    accepts (``NaN``, ``1e400``, lone surrogates), so such a value rejects its row, not the page."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return json.loads(raw)
-
-
-def _each_record(staging: StagingArea, manifest: Manifest, ozon: OzonMethod) -> Iterator[Any]:
-    """The rows of every staged answer, where ``methods.py`` says they sit."""
+def _records(staging: StagingArea, manifest: Manifest) -> Iterator[list[Any]]:
+    """The rows of every staged answer, page by page, where ``methods.py`` says they sit."""
+    ozon = method(manifest.method)
     for number, (name, raw) in enumerate(staging.pages(manifest)):
         try:
-            records = ozon.rows(_parse(raw))
+            records = ozon.rows(parse_answer(raw))
         except (ValueError, RecursionError) as exc:
             raise StagingError(
                 f"{_where(staging)}staged answer {staging.dir(manifest.source) / name} of {manifest.source} "
                 f"({manifest.method}) is not a valid answer: {exc}"
             ) from exc
         # pages after the first repeat the previous page's last rows (offset paging's overlap)
-        yield from records[manifest.overlap :] if number else records
+        yield records[manifest.overlap :] if number else records
+
+
+class _KeyLog:
+    """A source's row keys as 8-byte hashes, so memory does not grow with the keys' size.
+
+    A set of the keys themselves took over 600 MB for 2.6 million warehouse rows; this takes 21 MB.
+    Nothing is a duplicate while the rows go by: :meth:`repeated` finds the hashes that came twice
+    once the source is done, and a source with any is checked again with :class:`_Suspects`, exactly.
+    """
+
+    def __init__(self) -> None:
+        self.hashes = array("q")
+
+    def __contains__(self, key: object) -> bool:
+        return False
+
+    def add(self, key: Hashable) -> None:
+        self.hashes.append(hash(key))
+
+    def repeated(self) -> frozenset[int]:
+        if len(self.hashes) < 2:
+            return frozenset()
+        ordered = numpy.sort(numpy.frombuffer(self.hashes, dtype=numpy.int64))
+        twice = ordered[1:][ordered[1:] == ordered[:-1]]
+        return frozenset(int(h) for h in twice.tolist())
+
+
+class _Suspects:
+    """Exact duplicates among the keys whose hash came more than once; no other key can repeat."""
+
+    def __init__(self, hashes: frozenset[int]):
+        self.hashes = hashes
+        self.keys: set[Hashable] = set()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys
+
+    def add(self, key: Hashable) -> None:
+        if hash(key) in self.hashes:
+            self.keys.add(key)
+
+
+def rejects_part(source: str) -> ModelFile:
+    """``validated/rejects_<source>.tsv``: one source's rejects (validate joins them into rejects.tsv)."""
+    return ModelFile(f"rejects_{source}", REJECTS.columns, folder="validated")
 
 
 class _Rejects:
-    """``validated/rejects.tsv``: every source's rejects, one line each; a failed write names it."""
+    """One source's rejects, one line each; a failed write names the file."""
 
-    def __init__(self, staging: StagingArea):
-        self.path = staging.file(REJECTS.folder, REJECTS.file)
+    def __init__(self, staging: StagingArea, source: str):
+        part = rejects_part(source)
+        self.path = staging.file(part.folder, part.file)
         with writing(self.path):
-            self.handle: TextIO = staging.open_write(REJECTS.folder, REJECTS.file)
+            self.handle: TextIO = staging.open_write(part.folder, part.file)
 
     def write(self, line: str) -> None:
         with writing(self.path):
@@ -302,25 +348,172 @@ class _Rejects:
             self.handle.close()
 
 
-def _validate_source(
-    staging: StagingArea, spec: SourceSpec, manifest: Manifest, rejects: _Rejects
-) -> tuple[SourceReport, dict[str, dict[int, int]]]:
-    report = SourceReport(
-        "ok", manifest.method, manifest.as_of, manifest.fallback_from, requests=manifest.requests
-    )
-    rules = spec.method_rows(manifest.method, _where(staging))
-    validate_row = rules.validate
-    with _Writer(staging, spec, report, rejects, rules.known_fields) as writer:
-        rows_in = 0
-        for record in _each_record(staging, manifest, method(manifest.method)):
-            rows_in += 1
+#: per source: the check's tallies beside what it found (``staging.CHECKED``, ``SourceCheck.store``)
+_TALLIES = "tallies_{}.json.gz"
+
+
+class SourceCheck:
+    """The validation of one source's rows, fed page by page.
+
+    The fetch feeds it each answer as it lands (``fetch_source(check_pages=True)``), while the next
+    pages are still on their way, so a source is validated when its last page is in; ``validate_run``
+    then reuses what it wrote (:func:`checked_result`). Where that was not done or does not match the
+    staged answers (a backfill, a compacted run, a check the fetch gave up), ``validate_run`` feeds
+    it the staged answers instead. Both write the same files.
+    """
+
+    def __init__(self, staging: StagingArea, manifest: Manifest):
+        self.staging, self.manifest = staging, manifest
+        self.spec = source_spec(manifest.source)
+        rules = self.spec.method_rows(manifest.method, _where(staging))
+        self._validate_row, self._known = rules.validate, rules.known_fields
+        self.seconds = 0.0
+        staging.remove("validated", CHECKED.format(self.spec.name))
+        self._open(_KeyLog())
+
+    def _open(self, seen: KeySet) -> None:
+        started = time.thread_time()
+        self.report = SourceReport("ok", self.manifest.method)
+        self.rows_in = 0
+        self.rejects = _Rejects(self.staging, self.spec.name)
+        self.writer = _Writer(self.staging, self.spec, self.report, self.rejects, self._known)
+        self.writer.seen = seen
+        self.writer.__enter__()
+        self.seconds += time.thread_time() - started
+
+    def add(self, records: list[Any]) -> None:
+        """Validate one answer's rows (without the rows it repeats from the previous answer)."""
+        started = time.thread_time()
+        validate_row, writer = self._validate_row, self.writer
+        for record in records:
             try:
                 validate_row(record, writer)
             except Reject as exc:
                 writer.reject(str(exc), record)
-        report.rows_in = rows_in
-        tallies = writer.finish()
-    return report, tallies
+        self.rows_in += len(records)
+        self.seconds += time.thread_time() - started
+
+    def close(self) -> None:
+        """Close the files (the check is done or abandoned)."""
+        try:
+            self.writer.__exit__(None, None, None)
+        finally:
+            self.rejects.close()
+
+    def finish(self) -> tuple[SourceReport, dict[str, dict[int, int]]]:
+        """Resolve duplicates, write what is left, fill the report; return it and the tallies."""
+        seen = self.writer.seen
+        suspects = seen.repeated() if isinstance(seen, _KeyLog) else frozenset()
+        if suspects:
+            # rare: Ozon listed a key twice (or two keys share a hash); check again, exactly
+            log.info(
+                "%s%s: %d keys may repeat; checking the staged answers again",
+                _where(self.staging),
+                self.spec.name,
+                len(suspects),
+            )
+            self.close()
+            self._open(_Suspects(suspects))
+            for records in _records(self.staging, self.manifest):
+                self.add(records)
+        started = time.thread_time()
+        report, manifest = self.report, self.manifest
+        report.as_of, report.fallback_from, report.requests = (
+            manifest.as_of,
+            manifest.fallback_from,
+            manifest.requests,
+        )
+        report.rows_in = self.rows_in
+        tallies = self.writer.finish()
+        self.close()
+        self.seconds += time.thread_time() - started
+        report.check_s = round(self.seconds, 3)
+        return report, tallies
+
+    def store(self, report: SourceReport, tallies: dict[str, dict[int, int]]) -> None:
+        """Keep the result beside the files, tied to the manifest's checksums (``checked_result``)."""
+        name = self.spec.name
+        report.checked_while_fetching = True
+        packed = {k: [[key, value] for key, value in v.items()] for k, v in tallies.items()}
+        target = self.staging.file("validated", _TALLIES.format(name))
+        with writing(target):
+            target.write_bytes(gzip.compress(orjson.dumps(packed), compresslevel=1))
+        checked = {
+            "sha256": self.manifest.sha256,
+            "packed_sha256": self.manifest.packed_sha256,
+            "method": self.manifest.method,
+            "report": asdict(report),
+        }
+        target = self.staging.file("validated", CHECKED.format(name))
+        with writing(target):
+            self.staging.write_json("validated", CHECKED.format(name), checked)
+
+
+def checked_result(
+    staging: StagingArea, manifest: Manifest
+) -> tuple[SourceReport, dict[str, dict[int, int]]] | None:
+    """The fetch's check of ``manifest``'s answers, when it is whole and matches them; else None.
+
+    It matches when it was made from these answers (the manifest's checksums), its files are all
+    there (a compaction after the load drops them) and the staged answers are intact: the compressed
+    files are checksummed again (milliseconds), so a damaged archive is read, and named, by the full
+    check instead of going unnoticed.
+    """
+    name = manifest.source
+    try:
+        if staging.compacted or not manifest.packed_sha256:
+            return None
+        checked = staging.read_json("validated", CHECKED.format(name))
+        if (checked.get("sha256"), checked.get("packed_sha256"), checked.get("method")) != (
+            manifest.sha256,
+            manifest.packed_sha256,
+            manifest.method,
+        ):
+            return None
+        parts = [*source_spec(name).writes, rejects_part(name)]
+        if not all(staging.file(f.folder, f.file).exists() for f in parts):
+            return None
+        if staging.packed_sha256(manifest) != manifest.packed_sha256:
+            return None
+        packed = orjson.loads(gzip.decompress(staging.file("validated", _TALLIES.format(name)).read_bytes()))
+        fields = SourceReport.__dataclass_fields__
+        report = SourceReport(**{k: v for k, v in checked["report"].items() if k in fields})
+    except (OSError, ValueError, TypeError, KeyError, StagingError, EOFError) as exc:
+        log.info(
+            "%s%s: checking the staged answers (the fetch's check is not usable: %s)",
+            _where(staging),
+            name,
+            exc,
+        )
+        return None
+    report.as_of, report.fallback_from, report.requests = (
+        manifest.as_of,
+        manifest.fallback_from,
+        manifest.requests,
+    )
+    return report, {k: {int(key): value for key, value in v} for k, v in packed.items()}
+
+
+def _check_staged(staging: StagingArea, manifest: Manifest) -> tuple[SourceReport, dict[str, dict[int, int]]]:
+    """Validate the staged answers of one source."""
+    check = SourceCheck(staging, manifest)
+    try:
+        for records in _records(staging, manifest):
+            check.add(records)
+    except BaseException:
+        check.close()
+        raise
+    return check.finish()
+
+
+def _join_rejects(staging: StagingArea, sources: list[str]) -> None:
+    """``validated/rejects.tsv``: the rejects of every validated source, in the registry's order."""
+    target = staging.file(REJECTS.folder, REJECTS.file)
+    with writing(target), staging.open_write(REJECTS.folder, REJECTS.file) as out:
+        for source in sources:
+            part = rejects_part(source)
+            with staging.open_read(part.folder, part.file) as handle:
+                shutil.copyfileobj(handle, out)
 
 
 def validate_run(
@@ -337,16 +530,16 @@ def validate_run(
     """
     report = ValidationReport(staging.account, staging.run_key, {})
     tallies: dict[tuple[str, str], dict[int, int]] = {}
-    rejects = _Rejects(staging)
-    for spec in REGISTRY:
-        manifest = staging.manifest(spec.name)
+    for source in REGISTRY:
+        manifest = staging.manifest(source.name)
         if manifest is None:
-            status = "skipped" if skipped and spec.name in skipped else "missing"
-            report.sources[spec.name] = SourceReport(status)
+            status = "skipped" if skipped and source.name in skipped else "missing"
+            report.sources[source.name] = SourceReport(status)
             continue
-        report.sources[spec.name], sums = _validate_source(staging, spec, manifest, rejects)
-        tallies.update({(spec.name, name): values for name, values in sums.items()})
-    rejects.close()
+        checked = checked_result(staging, manifest) or _check_staged(staging, manifest)
+        report.sources[source.name], sums = checked
+        tallies.update({(source.name, name): values for name, values in sums.items()})
+    _join_rejects(staging, report.ok)
     ok = set(report.ok)
     for check in CHECKS:
         if check.expected[0] not in ok or check.actual[0] not in ok:

@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ozon_inventory.client import OzonClient, Page
-from ozon_inventory.exceptions import ConfigError, OzonMethodDown, OzonMethodUnavailable
+from ozon_inventory.exceptions import ConfigError, OzonMethodDown, OzonMethodUnavailable, StagingError
 from ozon_inventory.fetch import as_of, fetch_source
-from ozon_inventory.methods import V1_ANALYTICS_STOCKS, V2_STOCK_ON_WAREHOUSES, V4_STOCKS
-from ozon_inventory.staging import StagingArea
+from ozon_inventory.methods import V1_ANALYTICS_STOCKS, V2_STOCK_ON_WAREHOUSES, V4_STOCKS, choices
+from ozon_inventory.staging import SOURCES, StagingArea
+from ozon_inventory.validate import validate_run
 from ozon_simulator import Fault
 from tests.conftest import API_KEY, CLIENT_ID
 
@@ -110,3 +111,96 @@ def test_a_probe_that_fails_reopens_the_breaker_at_once(simulator, tmp_path):
     with pytest.raises(OzonMethodDown):
         fetch_source(client, staging, "stocks")
     assert requests_to(simulator, V4_STOCKS) == 5 + 1  # the probe only
+
+
+# -- answers checked while fetching (validate's work done as the pages land) ---------------------
+
+RUN = "20261124T000000Z"
+
+
+def _outputs(staging: StagingArea) -> dict[str, bytes]:
+    """Every file validate writes (its reports aside), by path."""
+    return {
+        f"{folder}/{path.name}": path.read_bytes()
+        for folder in ("validated", "model")
+        for path in sorted(staging.dir(folder).iterdir())
+        if not path.name.endswith(".json")
+    }
+
+
+def _comparable(report) -> dict:
+    return {
+        source: {k: v for k, v in vars(r).items() if k not in ("check_s", "checked_while_fetching")}
+        for source, r in report.sources.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("source", "choice"),
+    [("stocks", "auto")] + [(s, c) for s in ("warehouse_stocks", "warehouses") for c in choices(s)[1:]],
+)
+def test_answers_checked_while_fetching_equal_validate_from_staging(simulator, tmp_path, source, choice):
+    """Many pages (offset pages overlap by one row), hostile values, rejects: the fetch's check of
+    each answer as it lands writes what validate writes from the staged answers, to the byte."""
+    from ozon_simulator import Account
+    from ozon_simulator.catalogue import build_catalogue
+
+    simulator.sim.accounts[CLIENT_ID] = Account(CLIENT_ID, API_KEY, build_catalogue(2500, 27, seed=5))
+    staging = StagingArea(str(tmp_path), "acc", RUN)
+    client = new_client(simulator)
+    fetch_source(client, staging, "stocks", check_pages=True)  # the fbo method asks for v4's SKUs
+    manifest = fetch_source(client, staging, source, choice, check_pages=True)
+    assert manifest.pages > (1 if source != "warehouses" else 0)
+    fetched = validate_run(staging)
+    assert fetched.sources[source].checked_while_fetching
+    assert fetched.sources[source].rows_valid > 0
+    while_fetching = _outputs(staging)
+
+    for name in SOURCES:  # the same answers, checked by validate from staging
+        staging.remove("validated", f"checked_{name}.json")
+    staged = validate_run(staging)
+    assert not staged.sources[source].checked_while_fetching
+    assert _comparable(staged) == _comparable(fetched)
+    assert staged.checks == fetched.checks and staged.mismatches == fetched.mismatches
+    assert _outputs(staging) == while_fetching
+
+
+def test_a_damaged_archive_is_named_even_when_the_fetch_checked_its_answers(simulator, tmp_path):
+    staging = StagingArea(str(tmp_path), "acc", RUN)
+    manifest = fetch_source(new_client(simulator), staging, "stocks", check_pages=True)
+    page = staging.dir("stocks") / manifest.files[0]
+    page.write_bytes(page.read_bytes()[:-20])  # truncated after the fetch
+    with pytest.raises(StagingError, match=rf"staged answer {page} is missing or damaged"):
+        validate_run(staging)
+
+
+def test_a_check_that_fails_while_fetching_never_fails_the_fetch(simulator, tmp_path, monkeypatch, caplog):
+    """A full disk or a bug in the check: the fetch stages its answers and validate checks them."""
+    from ozon_inventory import validate
+
+    def broken(self, records):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(validate.SourceCheck, "add", broken)
+    staging = StagingArea(str(tmp_path), "acc", RUN)
+    manifest = fetch_source(new_client(simulator), staging, "warehouse_stocks", "v2", check_pages=True)
+    assert manifest.rows == 511
+    assert "checking /v2/analytics/stock_on_warehouses's answers while fetching stopped (OSError" in caplog.text
+    monkeypatch.undo()
+    report = validate_run(staging)
+    assert not report.sources["warehouse_stocks"].checked_while_fetching
+    assert report.sources["warehouse_stocks"].rows_in == 511
+
+
+def test_a_refetch_replaces_the_check_of_the_answers_before(simulator, tmp_path):
+    staging = StagingArea(str(tmp_path), "acc", RUN)
+    client = new_client(simulator)
+    fetch_source(client, staging, "warehouse_stocks", "v2", check_pages=True)
+    simulator.sim.accounts[CLIENT_ID].catalogue.change_stock(0.5)
+    again = fetch_source(client, staging, "warehouse_stocks", "v2", check_pages=True)
+    report = validate_run(staging)
+    assert report.sources["warehouse_stocks"].checked_while_fetching
+    reused = _outputs(staging)
+    staging.remove("validated", "checked_warehouse_stocks.json")
+    validate_run(staging)
+    assert _outputs(staging) == reused and again.sha256
