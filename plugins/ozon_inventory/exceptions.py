@@ -86,10 +86,12 @@ class OzonRowsRepeated(OzonSnapshotChanged):
     """Rows came more than once across the pages of one complete pass (or the count missed the total).
 
     Either the data moved while it was paged, or Ozon's answer itself lists a row twice; only a
-    second pass tells which (``fetch`` compares ``repeated`` of two passes). Every page was read.
+    second pass tells which (``fetch`` compares the repeated rows of two passes). Every page was read.
+    ``repeated`` holds the hashes of the repeated rows' keys (``fetch`` reads the keys back from the
+    staged answers).
     """
 
-    def __init__(self, message: str, repeated: frozenset[tuple[str, ...]], rows: int, total: int | None):
+    def __init__(self, message: str, repeated: frozenset[int], rows: int, total: int | None):
         super().__init__(message)
         self.repeated, self.rows, self.total = repeated, rows, total
 

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -27,7 +28,7 @@ from ozon_inventory.exceptions import (
     OzonSnapshotChanged,
     StagingError,
 )
-from ozon_inventory.methods import V4_STOCKS, OzonMethod, Paging, method, plan
+from ozon_inventory.methods import V4_STOCKS, OzonMethod, Paging, method, parse_answer, plan
 from ozon_inventory.staging import Manifest, StagingArea
 
 if TYPE_CHECKING:
@@ -155,18 +156,19 @@ def _stage(
                 checking.page(page)
         except OzonRowsRepeated as exc:
             checking.abort()
-            if exc.consistent and exc.repeated == repeated_before:
+            repeated = _repeated_rows(staging, manifest, m, exc.repeated)
+            if exc.consistent and repeated == repeated_before:
                 log.warning(
                     "Ozon %s lists the same %d rows more than once in two whole passes in a row (%s): "
                     "a duplicate in Ozon's answer, not data that moved; staged as received, validation "
                     "keeps one copy of each",
                     m.path,
-                    len(exc.repeated),
-                    _examples(m, exc.repeated),
+                    len(repeated),
+                    _examples(m, repeated),
                 )
             else:
-                repeated_before = exc.repeated if exc.consistent else None
-                _pass_failed(exc, source, attempt)
+                repeated_before = repeated if exc.consistent else None
+                _pass_failed(exc, source, attempt, f" (e.g. {_examples(m, repeated)})" if repeated else "")
                 continue
         except OzonSnapshotChanged as exc:
             checking.abort()
@@ -251,14 +253,31 @@ class _Checking:
         self.abort()
 
 
-def _pass_failed(exc: OzonSnapshotChanged, source: str, attempt: int) -> None:
+def _pass_failed(exc: OzonSnapshotChanged, source: str, attempt: int, detail: str = "") -> None:
     """One pass saw the data move: fetch again, or give up after the last pass."""
     if attempt == SNAPSHOT_PASSES:
         raise OzonSnapshotChanged(
-            f"{exc} — in each of {SNAPSHOT_PASSES} passes; Ozon's data kept changing while {source} was "
-            "paged, nothing was staged; a later run will read it again"
+            f"{exc}{detail} — in each of {SNAPSHOT_PASSES} passes; Ozon's data kept changing while {source} "
+            "was paged, nothing was staged; a later run will read it again"
         ) from exc
-    log.warning("%s; fetching %s again (pass %d of %d)", exc, source, attempt + 1, SNAPSHOT_PASSES)
+    log.warning("%s%s; fetching %s again (pass %d of %d)", exc, detail, source, attempt + 1, SNAPSHOT_PASSES)
+
+
+def _repeated_rows(
+    staging: StagingArea, manifest: Manifest, m: OzonMethod, hashes: frozenset[int]
+) -> frozenset[tuple[str, ...]]:
+    """The keys of the rows that came more than once in this pass, read back from its staged answers
+    (the pager keeps only the keys' hashes)."""
+    if not hashes:
+        return frozenset()
+    counts: Counter[tuple[str, ...]] = Counter()
+    for number, (_, raw) in enumerate(staging.pages(manifest, verify=False)):
+        rows = m.rows(parse_answer(raw))
+        for row in rows[manifest.overlap :] if number else rows:
+            key = m.key_of(row)
+            if key is not None and hash(key) in hashes:
+                counts[key] += 1
+    return frozenset(key for key, count in counts.items() if count > 1)
 
 
 def _examples(m: OzonMethod, keys: frozenset[tuple[str, ...]], count: int = 5) -> str:

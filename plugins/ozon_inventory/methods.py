@@ -66,6 +66,12 @@ class OzonMethod:
     #: other places the rows may sit, where the documents disagree (tried in order after ``rows_at``)
     rows_also_at: tuple[tuple[str, ...], ...] = ()
 
+    def key_of(self, row: Any) -> tuple[str, ...] | None:
+        """The row's ``row_key`` values as text (None for a row that is not an object)."""
+        if not isinstance(row, dict):
+            return None
+        return tuple(str(row.get(k)) for k in self.row_key)
+
     def rows(self, data: Any) -> list[Any]:
         """The answer's rows; ``ValueError`` when the answer does not have the documented shape."""
         for path in self.rows_also_at:
