@@ -151,12 +151,21 @@ class StagingArea:
             packed_digest.update(packed)
         return name, len(raw)
 
-    def packed_sha256(self, manifest: Manifest) -> str:
-        """sha256 of the source's staged files as they are now (compare ``manifest.packed_sha256``)."""
+    def intact(self, manifest: Manifest) -> bool:
+        """The source's staged files are still those the fetch wrote, without unpacking them.
+
+        Locally: the sha256 of the compressed files against ``manifest.packed_sha256`` (milliseconds;
+        a file truncated, replaced or damaged on disk since shows). On an object store, where a PUT
+        writes a whole object or nothing and reading every page back would cost a request each:
+        every file is listed.
+        """
+        folder = self.dir(manifest.source)
+        if not isinstance(folder, Path):
+            return set(manifest.files) <= {entry.name for entry in folder.iterdir()}
         digest = hashlib.sha256()
         for name in manifest.files:
-            digest.update((self.dir(manifest.source) / name).read_bytes())
-        return digest.hexdigest()
+            digest.update((folder / name).read_bytes())
+        return digest.hexdigest() == manifest.packed_sha256
 
     def write_manifest(self, manifest: Manifest) -> None:
         """Write the manifest last and atomically: a reader sees the whole manifest or none.

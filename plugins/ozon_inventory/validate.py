@@ -455,9 +455,9 @@ def checked_result(
     """The fetch's check of ``manifest``'s answers, when it is whole and matches them; else None.
 
     It matches when it was made from these answers (the manifest's checksums), its files are all
-    there (a compaction after the load drops them) and the staged answers are intact: the compressed
-    files are checksummed again (milliseconds), so a damaged archive is read, and named, by the full
-    check instead of going unnoticed.
+    there (a compaction after the load drops them) and the staged answers are intact
+    (``StagingArea.intact``), so a damaged archive is read, and named, by the full check instead of
+    going unnoticed.
     """
     name = manifest.source
     try:
@@ -473,7 +473,7 @@ def checked_result(
         parts = [*source_spec(name).writes, rejects_part(name)]
         if not all(staging.file(f.folder, f.file).exists() for f in parts):
             return None
-        if staging.packed_sha256(manifest) != manifest.packed_sha256:
+        if not staging.intact(manifest):
             return None
         packed = orjson.loads(gzip.decompress(staging.file("validated", _TALLIES.format(name)).read_bytes()))
         fields = SourceReport.__dataclass_fields__
