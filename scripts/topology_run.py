@@ -54,13 +54,14 @@ triggers on the same catalogue (the no-change case). Per run it prints, and with
   landed, i.e. the last fetch's end → ``load``'s end);
 - ``requests``: total, 429s, ``peak_per_1s`` (the most that arrived in any sliding second, as the
   simulator's ``citizenship`` counts it), per method, ``span_s`` (first → last arrival) and
-  ``budget_use`` = requests / (fetch window × 50);
+  ``first_s``/``last_s`` (after the run's start) and ``budget_use`` = requests / (fetch window × 50);
 - ``data_check``: the ledger row's counts (products, stock rows, warehouse rows) and the target
   tables' (counts, sums per stock type and Ozon warehouse, a digest of every row) against the
   simulator's catalogue; ``passed`` when all are equal;
 - ``targets``: run ≤ 24 s, budget use ≥ 90 % (reported, not enforced).
 
-Exit status 0 when every run succeeded and passed its data check, 1 otherwise.
+``environment`` names the commit and any uncommitted change under ``dags``, ``plugins`` and
+``include`` (what the tasks ran). Exit status 0 when every run succeeded and passed its data check, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ import platform
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -240,7 +242,7 @@ class Stack:
         ledger = self.ledger(run_id)
         figures: dict[str, Any] = {"number": number, "label": label, "run_id": run_id, "state": state}
         figures |= timings(dag_run, tis, self.upstream, (ledger or {}).get("durations") or {})
-        figures["requests"] = self.request_figures(figures["fetch_window_s"])
+        figures["requests"] = self.request_figures(figures["fetch_window_s"], dag_run.get("start_date"))
         figures["data_check"] = self.data_check(ledger)
         wall, use = figures["dag_run"]["wall_s"], figures["requests"]["budget_use"]
         figures["targets"] = {
@@ -251,16 +253,21 @@ class Stack:
             figures["failed_task_logs"] = self.failed_logs(run_id, tis)
         return figures
 
-    def request_figures(self, fetch_window_s: float | None) -> dict[str, Any]:
+    def request_figures(self, fetch_window_s: float | None, run_start: str | None) -> dict[str, Any]:
         seen = self.sim_get("/__sim/citizenship", params={"client_id": CLIENT_ID})
         arrivals = [e["time"] for e in self.sim_get("/__sim/requests", params={"client_id": CLIENT_ID})]
         use = seen["requests"] / (fetch_window_s * RATE_LIMIT) if fetch_window_s else None
+        start = parse_time(run_start)
+        offset = start.timestamp() if start else None
         return {
             "total": seen["requests"],
             "responses_429": seen["responses_429"],
             "peak_per_1s": seen["peak_requests_per_1s"],
             "per_method": seen["per_method"],
             "span_s": round(max(arrivals) - min(arrivals), 3) if arrivals else None,
+            # first and last arrival, seconds after the run's start (same clock: one machine)
+            "first_s": round(min(arrivals) - offset, 3) if arrivals and offset else None,
+            "last_s": round(max(arrivals) - offset, 3) if arrivals and offset else None,
             "budget_per_s": RATE_LIMIT,
             "budget_use": None if use is None else round(use, 4),
         }
@@ -394,6 +401,12 @@ def report_header(result: dict[str, Any]) -> list[str]:
     lines = [
         f"# ozon-inventory production-topology run ({env['date']}, {env['cpus']} CPUs, Airflow "
         f"{env['airflow']}, Python {env['python']}, PostgreSQL from {env['postgres']}, fsync on)",
+        f"code: commit {env['commit']}"
+        + (
+            f" with uncommitted changes in {', '.join(line[3:] for line in env['uncommitted'])}"
+            if env["uncommitted"]
+            else " (dags, plugins, include as committed)"
+        ),
         f"topology: PostgreSQL metadata DB; api-server, scheduler, dag-processor, triggerer as separate "
         f"processes; LocalExecutor, parallelism {result['config']['parallelism']}; pool ozon_api "
         f"{result['config']['pool_slots']} slots; scheduler settings: Airflow's defaults",
@@ -436,7 +449,7 @@ def report_run(run: dict[str, Any], runs: int) -> list[str]:
     lines.append(
         f"requests {r['total']} ({', '.join(f'{m} {n}' for m, n in sorted(r['per_method'].items()))}), "
         f"{r['responses_429']} × 429, peak {r['peak_per_1s']} in any sliding 1 s (limit {RATE_LIMIT}); "
-        f"first → last request {_f(r['span_s'])} s"
+        f"first → last request {_f(r['span_s'])} s ({_f(r['first_s'])} → {_f(r['last_s'])})"
     )
     lines.append(
         f"budget use = {r['total']} / ({_f(run['fetch_window_s'])} s × {RATE_LIMIT}) = "
@@ -463,8 +476,15 @@ def report_run(run: dict[str, Any], runs: int) -> list[str]:
 def _environment(pg: LocalPostgres | None) -> dict[str, Any]:
     import airflow
 
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
     return {
         "date": time.strftime("%Y-%m-%d"),
+        "commit": git("rev-parse", "--short", "HEAD") or None,
+        # what runs in the tasks but is not in that commit
+        "uncommitted": git("status", "--porcelain", "--", "dags", "plugins", "include").splitlines(),
         "cpus": os.cpu_count(),
         "airflow": airflow.__version__,
         "python": platform.python_version(),

@@ -64,7 +64,18 @@ def test_small_topology_run(tmp_path):
         assert None not in (task["duration_s"], task["queued_delay_s"], task["after_upstream_s"]), name
 
     requests = run["requests"]
-    assert set(requests) >= {"total", "responses_429", "peak_per_1s", "per_method", "span_s", "budget_use"}
+    assert set(requests) >= {
+        "total",
+        "responses_429",
+        "peak_per_1s",
+        "per_method",
+        "span_s",
+        "first_s",
+        "last_s",
+        "budget_use",
+    }
+    assert requests["first_s"] is not None and requests["last_s"] is not None
+    assert result["environment"]["commit"] and isinstance(result["environment"]["uncommitted"], list)
     assert requests["total"] == sum(requests["per_method"].values()) > 0
     assert requests["budget_use"] > 0
     assert set(run["targets"]) == {"run_s_le_24", "budget_use_ge_90pct"}
