@@ -714,11 +714,14 @@ def main() -> int:
         shutil.rmtree(folder, ignore_errors=True)
     if len(all_results) >= 2:
         print(file=report)
-        for a, b in itertools.pairwise(all_results):
+        pairs = list(itertools.pairwise(all_results))
+        if len(all_results) > 2:  # and the smallest size against the largest
+            pairs.append((all_results[0], all_results[-1]))
+        for a, b in pairs:
             # per product, the larger size against the smaller: ≤ 1 is no worse than linear
             for figure in ("processing_s", "minimal_s"):
                 ta, tb = _figure(a, figure), _figure(b, figure)
-                b.setdefault("growth_vs_linear", {})[figure] = growth = round(
+                b.setdefault("growth_vs_linear", {})[f"{figure} from {a['products']}"] = growth = round(
                     (tb / ta) / (b["products"] / a["products"]), 3
                 )
                 print(
