@@ -185,7 +185,9 @@ def test_a_check_that_fails_while_fetching_never_fails_the_fetch(simulator, tmp_
     staging = StagingArea(str(tmp_path), "acc", RUN)
     manifest = fetch_source(new_client(simulator), staging, "warehouse_stocks", "v2", check_pages=True)
     assert manifest.rows == 511
-    assert "checking /v2/analytics/stock_on_warehouses's answers while fetching stopped (OSError" in caplog.text
+    assert (
+        "checking /v2/analytics/stock_on_warehouses's answers while fetching stopped (OSError" in caplog.text
+    )
     monkeypatch.undo()
     report = validate_run(staging)
     assert not report.sources["warehouse_stocks"].checked_while_fetching
