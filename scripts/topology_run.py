@@ -192,6 +192,7 @@ class Stack:
                 f"AIRFLOW_CONN_{ACCOUNT.upper()}": json.dumps(connection),
                 "AIRFLOW_CONN_OZON_POSTGRES": self.target_dsn,
                 "OZON_INVENTORY_SCHEDULE": "manual",
+                **_airflow_config(args.airflow_config),
             },
         )
         stack.callback(self.cluster.stop)
@@ -409,7 +410,8 @@ def report_header(result: dict[str, Any]) -> list[str]:
         ),
         f"topology: PostgreSQL metadata DB; api-server, scheduler, dag-processor, triggerer as separate "
         f"processes; LocalExecutor, parallelism {result['config']['parallelism']}; pool ozon_api "
-        f"{result['config']['pool_slots']} slots; scheduler settings: Airflow's defaults",
+        f"{result['config']['pool_slots']} slots; Airflow settings changed from their defaults: "
+        f"{', '.join(result['config']['airflow_config']) or 'none'}",
         f"simulator (own process, nice -10): {cat['products']:,} products, {cat['stock_rows']:,} stock rows, "
         f"{cat['warehouse_rows']:,} warehouse rows; strict fixed 1-s window of {RATE_LIMIT} requests per "
         f"Client-Id, 20 ms latency",
@@ -516,6 +518,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool-slots", type=int, default=3, help="slots of the ozon_api pool")
     parser.add_argument("--run-timeout", type=float, default=1800, help="seconds to wait for a run")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, databases)")
+    parser.add_argument(
+        "--airflow-config",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="an Airflow setting changed from its default (repeatable), e.g. scheduler.scheduler_idle_sleep_time=0.2; "
+        "reported with the figures",
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupted)
 
@@ -534,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
             "rate_window": "fixed",
             "latency_s": 0.02,
             "postgres_fsync": True,
+            "airflow_config": args.airflow_config,
         },
         "runs": [],
         "work": str(work),
@@ -575,3 +586,15 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _airflow_config(settings: list[str]) -> dict[str, str]:
+    """``SECTION.KEY=VALUE`` → ``AIRFLOW__SECTION__KEY``: every Airflow process gets it."""
+    env = {}
+    for setting in settings:
+        name, sep, value = setting.partition("=")
+        section, dot, key = name.partition(".")
+        if not (sep and dot and section and key):
+            raise SystemExit(f"--airflow-config {setting!r}: expected SECTION.KEY=VALUE")
+        env[f"AIRFLOW__{section.upper()}__{key.upper()}"] = value
+    return env
