@@ -9,7 +9,7 @@
 # Needs root (ip netns), the PostgreSQL server binaries and Debian's redis-server (installed here with
 # apt-get when missing). Everything it starts, and the namespaces, veths and bridge, are removed at the
 # end, also when it fails or is interrupted; its work folder (logs, figures.json) is kept on failure
-# or with KEEP_WORK=1. Takes about 13 minutes on 2 cores.
+# or with KEEP_WORK=1. Takes about 6 minutes on 2 cores.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"   # .venv with the pinned requirements (celery, amazon, s3fs, moto)
 

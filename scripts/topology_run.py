@@ -498,6 +498,18 @@ def _interrupted(*_: object) -> None:
     raise KeyboardInterrupt  # unwinds through the teardown
 
 
+def _airflow_config(settings: list[str]) -> dict[str, str]:
+    """``SECTION.KEY=VALUE`` → ``AIRFLOW__SECTION__KEY``: every Airflow process gets it."""
+    env = {}
+    for setting in settings:
+        name, sep, value = setting.partition("=")
+        section, dot, key = name.partition(".")
+        if not (sep and dot and section and key):
+            raise SystemExit(f"--airflow-config {setting!r}: expected SECTION.KEY=VALUE")
+        env[f"AIRFLOW__{section.upper()}__{key.upper()}"] = value
+    return env
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="scripts/topology_run.sh",
@@ -586,15 +598,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def _airflow_config(settings: list[str]) -> dict[str, str]:
-    """``SECTION.KEY=VALUE`` → ``AIRFLOW__SECTION__KEY``: every Airflow process gets it."""
-    env = {}
-    for setting in settings:
-        name, sep, value = setting.partition("=")
-        section, dot, key = name.partition(".")
-        if not (sep and dot and section and key):
-            raise SystemExit(f"--airflow-config {setting!r}: expected SECTION.KEY=VALUE")
-        env[f"AIRFLOW__{section.upper()}__{key.upper()}"] = value
-    return env
