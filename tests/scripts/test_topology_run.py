@@ -34,7 +34,16 @@ TASK_FIELDS = {
 def test_small_topology_run(tmp_path):
     out = tmp_path / "figures.json"
     done = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "topology_run.sh"), "--products", "2000", "--json", str(out)],
+        [
+            "bash",
+            str(ROOT / "scripts" / "topology_run.sh"),
+            "--products",
+            "2000",
+            "--json",
+            str(out),
+            "--airflow-config",
+            "scheduler.scheduler_idle_sleep_time=0.5",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -43,6 +52,9 @@ def test_small_topology_run(tmp_path):
     assert "dag run wall time" in done.stdout and "budget use" in done.stdout
     result = json.loads(out.read_text())
     assert result["ok"] is True
+    # a changed Airflow setting is taken and reported with the figures
+    assert result["config"]["airflow_config"] == ["scheduler.scheduler_idle_sleep_time=0.5"]
+    assert "changed from their defaults: scheduler.scheduler_idle_sleep_time=0.5" in done.stdout
     assert result["catalogue"]["products"] == 2000
     (run,) = result["runs"]
     assert run["state"] == "success"
