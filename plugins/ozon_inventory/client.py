@@ -29,14 +29,12 @@ import math
 import re
 import threading
 import time
-from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, NoReturn
 
-import numpy
 import requests
 from requests.auth import AuthBase
 from tenacity import (
@@ -58,6 +56,7 @@ from ozon_inventory.exceptions import (
     OzonSnapshotChanged,
     OzonTransientError,
 )
+from ozon_inventory.keylog import KeyLog
 from ozon_inventory.methods import OzonMethod, Paging, method_limits, parse_answer
 from ozon_inventory.ratelimit import DEFAULT_HEADROOM, RateBudget, budget_for
 
@@ -664,33 +663,27 @@ class OzonClient:
 class _KeyCheck:
     """Rows seen twice across pages (by the method's ``row_key``): the data moved, or Ozon repeats rows.
 
-    Keys are kept as 8-byte hashes (2.6 million rows: 21 MB, where a set of them took about 200 MB)
-    and repeats are found after the last page; ``fetch`` reads the repeated rows' keys back from the
-    staged answers to name them.
+    Keys are kept as 8-byte hashes (``keylog.KeyLog``) and repeats are found after the last page;
+    ``fetch`` reads the repeated rows' keys back from the staged answers to name them.
     """
 
     def __init__(self, method: OzonMethod):
         self.method = method
-        self.hashes = array("q")
+        self.keys = KeyLog()
         self.rows = 0
 
     def add(self, rows: list[Any]) -> None:
         if not self.method.row_key:
             return
-        key_of, append = self.method.key_of, self.hashes.append
+        key_of, add = self.method.key_of, self.keys.add
         for row in rows:
-            append(hash(key_of(row)))
+            add(key_of(row))
         self.rows += len(rows)
 
     def raise_if_moved(self, total: int | None) -> None:
         """After the last page: rows seen twice, or a count that misses the stated total."""
-        ordered = numpy.sort(numpy.frombuffer(self.hashes, dtype=numpy.int64)) if self.hashes else None
-        if ordered is None:
-            distinct, repeated = 0, frozenset[int]()
-        else:
-            same = ordered[1:] == ordered[:-1]
-            distinct = len(ordered) - int(same.sum())
-            repeated = frozenset(int(h) for h in ordered[1:][same].tolist()) - {hash(None)}
+        distinct, repeated = self.keys.counted()
+        repeated -= {hash(None)}  # rows that are not objects have no key
         if not repeated and (total is None or total == distinct):
             return
         path = self.method.path

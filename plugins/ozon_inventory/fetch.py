@@ -28,7 +28,7 @@ from ozon_inventory.exceptions import (
     OzonSnapshotChanged,
     StagingError,
 )
-from ozon_inventory.methods import V4_STOCKS, OzonMethod, Paging, method, parse_answer, plan
+from ozon_inventory.methods import V4_STOCKS, OzonMethod, Paging, method, plan
 from ozon_inventory.staging import Manifest, StagingArea
 
 if TYPE_CHECKING:
@@ -270,10 +270,11 @@ def _repeated_rows(
     (the pager keeps only the keys' hashes)."""
     if not hashes:
         return frozenset()
+    from ozon_inventory.validate import staged_rows
+
     counts: Counter[tuple[str, ...]] = Counter()
-    for number, (_, raw) in enumerate(staging.pages(manifest, verify=False)):
-        rows = m.rows(parse_answer(raw))
-        for row in rows[manifest.overlap :] if number else rows:
+    for rows in staged_rows(staging, manifest, verify=False):  # the pass has no checksum yet
+        for row in rows:
             key = m.key_of(row)
             if key is not None and hash(key) in hashes:
                 counts[key] += 1

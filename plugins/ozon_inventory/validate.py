@@ -21,7 +21,6 @@ import gzip
 import logging
 import shutil
 import time
-from array import array
 from collections import Counter
 from collections.abc import Hashable, Iterator, Mapping
 from contextlib import contextmanager
@@ -29,10 +28,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
 
-import numpy
 import orjson
 
 from ozon_inventory.exceptions import ShrinkGuardError, StagingError, StagingWriteError
+from ozon_inventory.keylog import KeyLog
 from ozon_inventory.methods import method, parse_answer
 from ozon_inventory.rules import (
     INT64,
@@ -65,6 +64,7 @@ __all__ = [
     "as_key",
     "as_label",
     "as_text",
+    "staged_rows",
     "validate_run",
     "working_days",
 ]
@@ -158,7 +158,7 @@ class _Writer:
     ):
         self.staging, self.spec, self.report, self.rejects_out = staging, spec, report, rejects
         self.known_fields = known_fields
-        self.seen: KeySet = _KeyLog()
+        self.seen: KeySet = KeyLog()
         self.products: set[Hashable] = set()
         self.unknown_fields: Counter[str] = Counter()
         self.unknown_values: Counter[str] = Counter()
@@ -270,10 +270,11 @@ def _where(staging: StagingArea) -> str:
     return f"account {staging.account}, run {staging.run_key}: "
 
 
-def _records(staging: StagingArea, manifest: Manifest) -> Iterator[list[Any]]:
-    """The rows of every staged answer, page by page, where ``methods.py`` says they sit."""
+def staged_rows(staging: StagingArea, manifest: Manifest, verify: bool = True) -> Iterator[list[Any]]:
+    """The rows of every staged answer, page by page, where ``methods.py`` says they sit, without the
+    rows a page repeats from the one before (``verify``: see ``StagingArea.pages``)."""
     ozon = method(manifest.method)
-    for number, (name, raw) in enumerate(staging.pages(manifest)):
+    for number, (name, raw) in enumerate(staging.pages(manifest, verify)):
         try:
             records = ozon.rows(parse_answer(raw))
         except (ValueError, RecursionError) as exc:
@@ -285,33 +286,9 @@ def _records(staging: StagingArea, manifest: Manifest) -> Iterator[list[Any]]:
         yield records[manifest.overlap :] if number else records
 
 
-class _KeyLog:
-    """A source's row keys as 8-byte hashes, so memory does not grow with the keys' size.
-
-    A set of the keys themselves took over 600 MB for 2.6 million warehouse rows; this takes 21 MB.
-    Nothing is a duplicate while the rows go by: :meth:`repeated` finds the hashes that came twice
-    once the source is done, and a source with any is checked again with :class:`_Suspects`, exactly.
-    """
-
-    def __init__(self) -> None:
-        self.hashes = array("q")
-
-    def __contains__(self, key: object) -> bool:
-        return False
-
-    def add(self, key: Hashable) -> None:
-        self.hashes.append(hash(key))
-
-    def repeated(self) -> frozenset[int]:
-        if len(self.hashes) < 2:
-            return frozenset()
-        ordered = numpy.sort(numpy.frombuffer(self.hashes, dtype=numpy.int64))
-        twice = ordered[1:][ordered[1:] == ordered[:-1]]
-        return frozenset(int(h) for h in twice.tolist())
-
-
 class _Suspects:
-    """Exact duplicates among the keys whose hash came more than once; no other key can repeat."""
+    """Exact duplicates among the keys whose hash came more than once (``KeyLog.repeated``); no other
+    key can repeat."""
 
     def __init__(self, hashes: frozenset[int]):
         self.hashes = hashes
@@ -369,7 +346,7 @@ class SourceCheck:
         self._validate_row, self._known = rules.validate, rules.known_fields
         self.seconds = 0.0
         staging.remove("validated", CHECKED.format(self.spec.name))
-        self._open(_KeyLog())
+        self._open(KeyLog())
 
     def _open(self, seen: KeySet) -> None:
         started = time.thread_time()
@@ -403,7 +380,7 @@ class SourceCheck:
     def finish(self) -> tuple[SourceReport, dict[str, dict[int, int]]]:
         """Resolve duplicates, write what is left, fill the report; return it and the tallies."""
         seen = self.writer.seen
-        suspects = seen.repeated() if isinstance(seen, _KeyLog) else frozenset()
+        suspects = seen.repeated() if isinstance(seen, KeyLog) else frozenset()
         if suspects:
             # rare: Ozon listed a key twice (or two keys share a hash); check again, exactly
             log.info(
@@ -414,7 +391,7 @@ class SourceCheck:
             )
             self.close()
             self._open(_Suspects(suspects))
-            for records in _records(self.staging, self.manifest):
+            for records in staged_rows(self.staging, self.manifest):
                 self.add(records)
         started = time.thread_time()
         report, manifest = self.report, self.manifest
@@ -498,7 +475,7 @@ def _check_staged(staging: StagingArea, manifest: Manifest) -> tuple[SourceRepor
     """Validate the staged answers of one source."""
     check = SourceCheck(staging, manifest)
     try:
-        for records in _records(staging, manifest):
+        for records in staged_rows(staging, manifest):
             check.add(records)
     except BaseException:
         check.close()
