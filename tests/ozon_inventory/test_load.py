@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -249,3 +249,55 @@ def test_a_run_stamped_in_the_future_is_stored_at_the_database_clock_and_freezes
     report = validate_run(later, previous_counts(pg_conn, "acc"))
     merge_run(later, report)
     assert load_run(pg_conn, later, report, "run-later").stale == []
+
+
+class _Plans:
+    """A cursor that records the plan of each ``close_*`` statement the load runs (EXPLAIN first,
+    in the load's own transaction, then the statement itself)."""
+
+    plans: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def factory(cls, base: type) -> type:
+        class Recording(base):  # type: ignore[misc,valid-type]
+            def execute(self, query: Any, params: Any = None, **kw: Any) -> Any:
+                text = query if isinstance(query, str) else ""
+                if text.lstrip().startswith(("UPDATE", "--")) and "SET valid_to" in text:
+                    table = text.split("UPDATE ", 1)[1].split()[0]
+                    super().execute("EXPLAIN " + text[text.index("UPDATE") :], params)
+                    cls.plans[table] = "\n".join(row[0] for row in self.fetchall())
+                return super().execute(query, params, **kw)
+
+        return Recording
+
+
+def test_closing_changed_rows_reads_only_them_even_before_the_history_is_analyzed(pg_conn, tmp_path):
+    """The rows a diff closes are found by their row address (a TID scan), never by a scan of the
+    current rows filtered against the list: that plan, which the planner may pick while statistics
+    lag behind a first load, took 35 s instead of 0.03 s at 850,000 rows."""
+    skus = range(1000, 1600)
+    first = {
+        "stocks": v4(*(item(s, f"o{s}", stock(s, present=5, reserved=1)) for s in skus)),
+        "warehouse_stocks": v2(*(v2_row(s, f"W{s % 7}", free=4) for s in skus)),
+        "warehouses": CATALOGUE["warehouses"],
+    }
+    sync(pg_conn, tmp_path, 10, first)  # no ANALYZE of the history since: its statistics lag
+    changed = {
+        "stocks": v4(*(item(s, f"o{s}", stock(s, present=6 if s % 50 == 0 else 5)) for s in skus)),
+        "warehouse_stocks": v2(*(v2_row(s, f"W{s % 7}", free=3 if s % 40 == 0 else 4) for s in skus)),
+        "warehouses": CATALOGUE["warehouses"],
+    }
+    _Plans.plans.clear()
+    pg_conn.cursor_factory = _Plans.factory(type(pg_conn.cursor()))
+    loaded = sync(pg_conn, tmp_path, 11, changed)
+    assert set(_Plans.plans) == {"ozon_stock_by_type_history", "ozon_stock_by_warehouse_history"}
+    for table, plan in _Plans.plans.items():
+        assert f"Tid Scan on {table}" in plan, plan
+        assert "Seq Scan on ozon" not in plan and "Index" not in plan, plan
+    # what was closed is exactly what changed, and the history still reads right
+    assert (loaded.history_closed, loaded.history_opened) == (12 + 15, 12 + 15)
+    current = (
+        "SELECT count(*) FROM ozon_stock_by_warehouse_history WHERE valid_to IS NULL AND free_to_sell = 3"
+    )
+    assert rows(pg_conn, current) == [(15,)]
+    assert rows(pg_conn, "SELECT count(*) FROM ozon_stock_by_type_history WHERE valid_to IS NULL") == [(600,)]
