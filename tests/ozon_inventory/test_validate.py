@@ -499,3 +499,21 @@ def test_a_full_disk_names_the_file_validate_was_writing(staging, monkeypatch):
     ) as caught:
         validate_run(staging)
     assert not caught.value.permanent  # a retry succeeds once space is freed
+
+
+def test_a_cross_check_compares_every_key_of_either_source_and_shows_the_smallest_first():
+    from ozon_inventory.sources import CHECKS
+    from ozon_inventory.validate import ValidationReport, _cross_check, _tally
+
+    check = CHECKS[0]
+    report = ValidationReport("acc", "run", {})
+    expected = _tally({5: 3, 1: 2, 9: 0, 7: 4, 2**62: 1})
+    actual = _tally({1: 2, 5: 4, 8: 1, 7: 4})  # 8 only here; 9 (sum 0) and 2**62 only there
+    _cross_check(report, check, expected, actual)
+    assert report.mismatches == 3
+    assert report.checks[check.name] == {"skus": 6, "mismatches": 3}
+    assert [(e["sku"], e[check.expected_label], e[check.actual_label]) for e in report.mismatch_examples] == [
+        (5, 3, 4),
+        (8, 0, 1),
+        (2**62, 1, 0),
+    ]
