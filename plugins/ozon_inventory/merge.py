@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from typing import Any
 
 from ozon_inventory.rules import NULL
@@ -58,7 +59,7 @@ def merge_run(staging: StagingArea, report: ValidationReport) -> MergeResult:
 def _lookup(staging: StagingArea, file: ModelFile) -> dict[str, str]:
     """A two-column file as key -> value."""
     with staging.open_read(file.folder, file.file) as handle:
-        return dict(line.rstrip("\n").split("\t", 1) for line in handle)
+        return dict(line.split("\t", 1) for line in handle.read().splitlines())
 
 
 def _join(staging: StagingArea, join: Join, lookup: dict[str, str]) -> int:
@@ -72,14 +73,22 @@ def _join(staging: StagingArea, join: Join, lookup: dict[str, str]) -> int:
         writing(target),
         staging.open_write(join.target.folder, join.target.file) as out,
     ):
-        lines: list[str] = []
-        for line in src:
-            values = line.rstrip("\n").split("\t")
-            found = next((lookup[k] for k in values[keys_at].split(",") if k in lookup), NULL)
-            lines.append("\t".join(values[i] if i >= 0 else found for i in take) + "\n")
-            count += 1
-            if len(lines) >= _BATCH:
-                out.write("".join(lines))
-                lines.clear()
-        out.write("".join(lines))
+        while batch := list(islice(src, _BATCH)):
+            lines = []
+            for line in batch:
+                values = line.rstrip("\n").split("\t")
+                keys = values[keys_at]
+                # most products have one SKU: one lookup, no generator
+                found = lookup.get(keys, NULL) if "," not in keys else _first_known(lookup, keys)
+                lines.append("\t".join([values[i] if i >= 0 else found for i in take]) + "\n")
+            out.write("".join(lines))
+            count += len(batch)
     return count
+
+
+def _first_known(lookup: dict[str, str], keys: str) -> str:
+    """The value of the first of the comma-separated ``keys`` that ``lookup`` knows, else NULL."""
+    for key in keys.split(","):
+        if key in lookup:
+            return lookup[key]
+    return NULL
