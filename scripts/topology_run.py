@@ -2,6 +2,7 @@
 
     bash scripts/topology_run.sh --products 100000              # one run: the first load
     bash scripts/topology_run.sh --products 100000 --runs 2     # and a second trigger, no change
+    bash scripts/topology_run.sh --products 100000 --runs 3     # first load, 1% changed, no change
     bash scripts/topology_run.sh --products 2000 --json out.json
 
 What it starts, in a throwaway work folder (everything is stopped at the end, also on failure or
@@ -21,15 +22,21 @@ Ctrl-C; the folder, with every log, is kept on failure or with ``--keep``):
   ``api-server``, ``scheduler``, ``dag-processor`` and ``triggerer`` as four processes,
   LocalExecutor, the simple auth manager; driven through the REST API as an operator does.
 
-The Airflow configuration is what a user deploys; nothing is tuned for speed:
+The Airflow configuration is what a user deploys; nothing is tuned for speed beyond what
+``docker-compose.yaml`` ships:
 
 - ``[core] parallelism`` 8 (Airflow's default is 32; 8 is room for all 7 tasks of an account and
   ``accounts`` at once, so no task ever waits for an executor slot; LocalExecutor starts its worker
   processes as tasks need them). ``--parallelism`` changes it.
-- **No scheduler setting is changed from Airflow's default** (scheduler heartbeat 5 s, idle sleep
-  1 s, the dag-processor's intervals): not the e2e test's ``scheduler_heartbeat_sec = 1`` nor
-  ``use_job_schedule = False``. The harness's own settings: the api-server with one worker process
-  (two cores), the scheduler's health-check server off (its fixed port), log-server ports picked free.
+- **The scheduler settings of ``docker-compose.yaml``** (the ``AIRFLOW__SCHEDULER__*`` entries of
+  its ``x-airflow-common`` environment with a literal value, e.g. ``scheduler_idle_sleep_time`` 0.1);
+  every other setting is Airflow's default (scheduler heartbeat 5 s, the dag-processor's intervals):
+  not the e2e test's ``scheduler_heartbeat_sec = 1`` nor ``use_job_schedule = False``.
+  ``--airflow-defaults`` leaves out the compose file's settings (Airflow's own defaults);
+  ``--airflow-config SECTION.KEY=VALUE`` (repeatable) overrides or adds a setting. Both are reported
+  with the figures. The harness's own settings: the api-server with one worker process (two cores),
+  the scheduler's health-check server off (its fixed port, also when the compose file turns it on),
+  log-server ports picked free.
 - Pool ``ozon_api`` with 3 slots (``--pool-slots``): room for one account's three fetches at once,
   so they share the Client-Id's budget. (The README's and docker-compose's default is 2 slots,
   sized for several accounts; with 2, one account's third fetch waits for a slot.)
@@ -38,8 +45,11 @@ The Airflow configuration is what a user deploys; nothing is tuned for speed:
   in ``AIRFLOW_HOME``; the connection ``ozon_default`` keeps the client's production defaults
   (``rate_limit`` 50, ``headroom`` 0.95, 4 workers).
 
-Each run is a trigger with no logical date (as the UI's Trigger button does); run 2 and later are
-triggers on the same catalogue (the no-change case). Per run it prints, and with ``--json`` emits:
+Each run is a trigger with no logical date (as the UI's Trigger button does). With ``--runs 2`` the
+second run is on the same catalogue (the no-change case); with ``--runs 3`` or more the simulator
+first changes 1 % of the warehouse rows (``POST /__sim/catalogue``; ``changed_rows`` in the run's
+figures) for run 2 ("1% changed"), and later runs are on that catalogue ("no change"). Per run it
+prints, and with ``--json`` emits:
 
 - ``dag_run``: wall time ``start_date → end_date`` from the REST API (the figure to quote), and
   ``queued_s`` (queued → started);
@@ -57,7 +67,7 @@ triggers on the same catalogue (the no-change case). Per run it prints, and with
   ``first_s``/``last_s`` (after the run's start) and ``budget_use`` = requests / (fetch window × 50);
 - ``data_check``: the ledger row's counts (products, stock rows, warehouse rows) and the target
   tables' (counts, sums per stock type and Ozon warehouse, a digest of every row) against the
-  simulator's catalogue; ``passed`` when all are equal;
+  simulator's catalogue as it is for that run (read again after a change); ``passed`` when all are equal;
 - ``targets``: run ≤ 24 s, budget use ≥ 90 % (reported, not enforced).
 
 ``environment`` names the commit and any uncommitted change under ``dags``, ``plugins`` and
@@ -91,6 +101,7 @@ if str(ROOT) not in sys.path:
 
 import psycopg  # noqa: E402 - after the path is set
 import requests  # noqa: E402
+import yaml  # noqa: E402
 
 from scripts.localpg import LocalPostgres, free_port  # noqa: E402
 from tests.celery_proof.simhost import loaded  # noqa: E402
@@ -120,6 +131,10 @@ TASK_ORDER = (
     "report",
 )
 COUNTS = ("products", "stock_rows", "warehouse_rows")
+COMPOSE_FILE = ROOT / "docker-compose.yaml"
+#: The harness's own: the scheduler's health-check server listens on a fixed port (8974), so it stays off.
+HARNESS_OWNED = frozenset({"AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK"})
+CHANGE_FRACTION = 0.01  # of the warehouse rows, before the "1% changed" run
 
 
 def log(message: str) -> None:
@@ -140,7 +155,7 @@ def _short(task_id: str) -> str:
 class Stack:
     """PostgreSQL, the simulator and Airflow, each stopped by ``stack`` (an ``ExitStack``)."""
 
-    def __init__(self, args: argparse.Namespace, work: Path, stack: ExitStack):
+    def __init__(self, args: argparse.Namespace, work: Path, stack: ExitStack, airflow_env: dict[str, str]):
         self.args = args
         self.work = work
         self.setup: dict[str, Any] = {}
@@ -192,7 +207,7 @@ class Stack:
                 f"AIRFLOW_CONN_{ACCOUNT.upper()}": json.dumps(connection),
                 "AIRFLOW_CONN_OZON_POSTGRES": self.target_dsn,
                 "OZON_INVENTORY_SCHEDULE": "manual",
-                **_airflow_config(args.airflow_config),
+                **airflow_env,
             },
         )
         stack.callback(self.cluster.stop)
@@ -220,6 +235,14 @@ class Stack:
         answer.raise_for_status()
         return answer.json()
 
+    def change_catalogue(self, fraction: float) -> int:
+        """Change ``fraction`` of the warehouse rows; the data check then compares with the new catalogue."""
+        payload = {"action": "change", "fraction": fraction, "client_id": CLIENT_ID}
+        answer = self.http.post(self.sim_url + "/__sim/catalogue", json=payload, timeout=300)
+        answer.raise_for_status()
+        self.expected = self.control("GET", "/expected", params={"client_id": CLIENT_ID})
+        return int(answer.json()["changed_rows"])
+
     def _upstream(self) -> dict[str, list[str]]:
         """Each task's upstream tasks (short ids), from the DAG as the scheduler has it."""
         tasks = self.cluster.api("GET", f"/api/v2/dags/{quote(DAG_ID)}/tasks")["tasks"]
@@ -231,8 +254,11 @@ class Stack:
 
     # -- one run -----------------------------------------------------------------------------------
 
-    def run(self, number: int) -> dict[str, Any]:
-        label = "first load" if number == 1 else "no change"
+    def run(self, number: int, label: str) -> dict[str, Any]:
+        changed_rows = None if number == 1 else 0
+        if label == "1% changed":
+            changed_rows = self.change_catalogue(CHANGE_FRACTION)
+            log(f"run {number}: the simulator changed {changed_rows} warehouse rows")
         self.control("POST", "/reset")  # this run's requests only
         run_id = self.cluster.trigger(DAG_ID, None)
         log(f"run {number} ({label}): triggered {run_id}")
@@ -241,7 +267,13 @@ class Stack:
         tis = self.cluster.task_instances(DAG_ID, run_id)
         log(f"run {number}: {state}; reading figures and checking the data")
         ledger = self.ledger(run_id)
-        figures: dict[str, Any] = {"number": number, "label": label, "run_id": run_id, "state": state}
+        figures: dict[str, Any] = {
+            "number": number,
+            "label": label,
+            "run_id": run_id,
+            "state": state,
+            "changed_rows": changed_rows,
+        }
         figures |= timings(dag_run, tis, self.upstream, (ledger or {}).get("durations") or {})
         figures["requests"] = self.request_figures(figures["fetch_window_s"], dag_run.get("start_date"))
         figures["data_check"] = self.data_check(ledger)
@@ -411,7 +443,7 @@ def report_header(result: dict[str, Any]) -> list[str]:
         f"topology: PostgreSQL metadata DB; api-server, scheduler, dag-processor, triggerer as separate "
         f"processes; LocalExecutor, parallelism {result['config']['parallelism']}; pool ozon_api "
         f"{result['config']['pool_slots']} slots; Airflow settings changed from their defaults: "
-        f"{', '.join(result['config']['airflow_config']) or 'none'}",
+        f"{', '.join(_changed_settings(result['config'])) or 'none'}",
         f"simulator (own process, nice -10): {cat['products']:,} products, {cat['stock_rows']:,} stock rows, "
         f"{cat['warehouse_rows']:,} warehouse rows; strict fixed 1-s window of {RATE_LIMIT} requests per "
         f"Client-Id, 20 ms latency",
@@ -429,7 +461,8 @@ def report_run(run: dict[str, Any], runs: int) -> list[str]:
     d, r, c = run["dag_run"], run["requests"], run["data_check"]
     lines = [
         "",
-        f"## run {run['number']} of {runs}: {run['label']} — {run['state']} ({run['run_id']})",
+        f"## run {run['number']} of {runs}: {run['label']} — {run['state']} ({run['run_id']})"
+        + (f"; {run['changed_rows']:,} warehouse rows changed before it" if run["changed_rows"] else ""),
         f"dag run wall time (start_date → end_date): {_f(d['wall_s'])} s   (target ≤ {TARGET_RUN_S:g} s); "
         f"queued → started {_f(d['queued_s'])} s",
         f"first task start → last task end: {_f(run['tasks_span_s'])} s",
@@ -498,6 +531,36 @@ def _interrupted(*_: object) -> None:
     raise KeyboardInterrupt  # unwinds through the teardown
 
 
+def _changed_settings(config: dict[str, Any]) -> list[str]:
+    compose = [f"{name}={value} (docker-compose.yaml)" for name, value in config["compose_settings"].items()]
+    return compose + [f"{setting} (--airflow-config)" for setting in config["airflow_config"]]
+
+
+def _setting_name(env_name: str) -> str:
+    """``AIRFLOW__SECTION__KEY`` → ``section.key``."""
+    section, _, key = env_name.removeprefix("AIRFLOW__").partition("__")
+    return f"{section}.{key}".lower()
+
+
+def compose_settings(path: Path = COMPOSE_FILE) -> dict[str, str]:
+    """The ``AIRFLOW__SCHEDULER__*`` settings of the compose file's ``x-airflow-common`` environment.
+
+    Literal values only (a ``${VAR:-default}`` one is left out); the harness's own are left out too.
+    """
+    env = yaml.safe_load(path.read_text())["x-airflow-common"]["environment"]
+    return {
+        name: str(value)
+        for name, value in env.items()
+        if name.startswith("AIRFLOW__SCHEDULER__") and name not in HARNESS_OWNED and "${" not in str(value)
+    }
+
+
+def run_labels(runs: int) -> list[str]:
+    """2 runs: first load, no change; 3 or more: first load, 1% changed, then no change."""
+    changed = ["1% changed"] if runs >= 3 else []
+    return (["first load", *changed] + ["no change"] * runs)[:runs]
+
+
 def _airflow_config(settings: list[str]) -> dict[str, str]:
     """``SECTION.KEY=VALUE`` → ``AIRFLOW__SECTION__KEY``: every Airflow process gets it."""
     env = {}
@@ -510,7 +573,7 @@ def _airflow_config(settings: list[str]) -> dict[str, str]:
     return env
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="scripts/topology_run.sh",
         description=__doc__,
@@ -518,7 +581,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--products", type=int, default=100_000)
     parser.add_argument(
-        "--runs", type=int, default=1, help="2: a second trigger on the same data (no change)"
+        "--runs",
+        type=int,
+        default=1,
+        help="2: a second trigger on the same data (no change); 3: first load, 1%% changed, no change",
     )
     parser.add_argument(
         "--json",
@@ -536,9 +602,29 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="SECTION.KEY=VALUE",
         help="an Airflow setting changed from its default (repeatable), e.g. scheduler.scheduler_idle_sleep_time=0.2; "
-        "reported with the figures",
+        "overrides docker-compose.yaml's; reported with the figures",
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--airflow-defaults",
+        action="store_true",
+        help="leave out docker-compose.yaml's scheduler settings (Airflow's own defaults)",
+    )
+    return parser.parse_args(argv)
+
+
+def airflow_settings(args: argparse.Namespace) -> tuple[dict[str, str], dict[str, str]]:
+    """The Airflow processes' settings (``AIRFLOW__…``): (from docker-compose.yaml, from ``--airflow-config``).
+
+    ``--airflow-config`` overrides the compose file's; ``--airflow-defaults`` leaves those out.
+    """
+    given = _airflow_config(args.airflow_config)
+    compose = {} if args.airflow_defaults else compose_settings()
+    return {name: value for name, value in compose.items() if name not in given}, given
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    compose, given = airflow_settings(args)
     signal.signal(signal.SIGTERM, _interrupted)
 
     out = sys.stderr if args.json == "-" else sys.stdout
@@ -557,6 +643,8 @@ def main(argv: list[str] | None = None) -> int:
             "latency_s": 0.02,
             "postgres_fsync": True,
             "airflow_config": args.airflow_config,
+            # applied from docker-compose.yaml (less what --airflow-config overrides)
+            "compose_settings": {_setting_name(name): value for name, value in compose.items()},
         },
         "runs": [],
         "work": str(work),
@@ -564,13 +652,13 @@ def main(argv: list[str] | None = None) -> int:
     ok, error, topology = False, None, None
     with ExitStack() as stack:
         try:
-            topology = Stack(args, work, stack)
+            topology = Stack(args, work, stack, compose | given)
             result["environment"] = _environment(topology.pg)
             result["setup"] = topology.setup
             result["catalogue"] = {k: topology.expected[k] for k in COUNTS}
             print("\n".join(report_header(result)), file=out, flush=True)
-            for number in range(1, args.runs + 1):
-                run = topology.run(number)
+            for number, label in enumerate(run_labels(args.runs), start=1):
+                run = topology.run(number, label)
                 result["runs"].append(run)
                 print("\n".join(report_run(run, args.runs)), file=out, flush=True)
             ok = all(r["state"] == "success" and r["data_check"]["passed"] for r in result["runs"])
