@@ -27,6 +27,7 @@ accept loop got round to them (ignored when the niceness may not be lowered).
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import os
@@ -258,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     sim = PeerSimulator(
         accounts, SimulatorConfig(rate_limit=50.0, rate_window=args.rate_window, latency=args.latency)
     )
+    gc.freeze()  # the catalogues live as long as the process: no full-collection pauses (as __main__)
     server = PeerServer((args.host, args.port), sim)
     control = ThreadingHTTPServer((args.host, args.control_port), _control_handler(sim))
     control.daemon_threads = True
