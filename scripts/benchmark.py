@@ -101,7 +101,10 @@ def run_stage(args: argparse.Namespace) -> dict:
                 figures = {"rows": sum(merge_run(staging, report).files.values())}
             else:
                 report = ValidationReport.from_dict(staging.read_json("validated", "report.json"))
-                result = load_run(conn, staging, report, f"bench-{args.run_key}")
+                # as the load task does: a second connection prepares the largest source in parallel
+                result = load_run(
+                    conn, staging, report, f"bench-{args.run_key}", connect=lambda: psycopg.connect(args.dsn)
+                )
                 figures = {
                     "rows": sum(r.rows_valid for r in report.sources.values()),
                     "history_opened": result.history_opened,

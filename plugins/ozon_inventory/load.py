@@ -10,13 +10,21 @@ with set statements from ``include/sql/load.sql``:
   their as-of time, and the run is marked degraded in the ledger;
 - a source whose as-of time is older than what is loaded already (a backfill reprocessing an old
   archive) is not applied, so a past run never overwrites newer data.
+
+Given a way to open a second connection, the load prepares its largest history source there while
+it applies the others (:class:`_Ahead`): COPY into unlogged tables and the diff against the current
+rows, the two slowest steps, run on the second core. The transaction still applies everything, so
+nothing about atomicity changes; whatever goes wrong ahead, the load does that source itself.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -79,8 +87,13 @@ def load_run(
     report: ValidationReport,
     run_id: str,
     durations: dict[str, float] | None = None,
+    connect: Callable[[], Any] | None = None,
 ) -> LoadResult:
-    """Apply the run's model files for ``staging.account``; commit once, or not at all."""
+    """Apply the run's model files for ``staging.account``; commit once, or not at all.
+
+    ``connect`` opens another connection to the same database: the largest history source is then
+    prepared on it, in parallel (:class:`_Ahead`).
+    """
     started = time.monotonic()
     sql = statements("load")
     result = LoadResult(
@@ -99,6 +112,7 @@ def load_run(
         loaded = _loaded_as_of(cur, sql, base)
         cur.execute(sql["clock"])
         clock: datetime = cur.fetchone()[0]
+        applying: list[tuple[SourceSpec, SourceReport, dict[str, Any]]] = []
         for spec in REGISTRY:
             source = report.sources.get(spec.name)
             if source is None or source.status != "ok":
@@ -108,7 +122,18 @@ def load_run(
                 result.stale.append(spec.name)
                 continue
             params = base | {"as_of": as_of, "held_as_of": loaded.get(spec.name, as_of)}
-            _apply_source(cur, sql, staging, spec, source, params, result)
+            applying.append((spec, source, params))
+        # under the account's lock: no other load changes what the second connection reads
+        ahead = _Ahead.start(connect, sql, staging, applying) if connect is not None else None
+        try:
+            for spec, source, params in applying:
+                prepared = ahead.take(cur, spec) if ahead is not None else None
+                _apply_source(cur, sql, staging, spec, source, params, result, prepared)
+        finally:
+            if ahead is not None:
+                ahead.close()
+        if ahead is not None:
+            ahead.drop(cur)
         _load_rejects(cur, sql, staging, base)
         result.status = "degraded" if result.degraded else ("stale" if not result.applied else "complete")
         result.counts = _counts(cur, sql, base)
@@ -168,13 +193,17 @@ def _apply_source(
     source: SourceReport,
     params: dict[str, Any],
     result: LoadResult,
+    prepared: _Prepared | None = None,
 ) -> None:
     """Copy the source's files, keep its history change-only, run its statements, record its state."""
-    for file in spec.loads:
-        _copy(cur, sql, staging, file)
-    not_provided = sorted(spec.method_rows(str(source.method)).not_provided)
+    if prepared is None:
+        for file in spec.loads:
+            _copy(cur, sql, staging, file)
     for table in spec.history:
-        _apply_history(cur, sql, table.name, params | {"not_provided": not_provided}, result)
+        ready = prepared.history.get(table.name) if prepared is not None else None
+        _apply_history(
+            cur, sql, table.name, params | {"not_provided": not_provided(spec, source)}, result, ready
+        )
     for name in spec.apply:
         cur.execute(sql[name], params)
     cur.execute(
@@ -190,16 +219,21 @@ def _apply_source(
     result.applied.append(spec.name)
 
 
-def _copy(cur: Any, sql: dict[str, str], staging: StagingArea, file: ModelFile) -> None:
-    """Create ``file``'s temp table and COPY the file into it, columns named from its declaration.
+def _copy(
+    cur: Any, sql: dict[str, str], staging: StagingArea, file: ModelFile, table: str | None = None
+) -> None:
+    """Create ``file``'s temp table and COPY the file into it, columns named from its declaration
+    (``table``: into that table, made already, instead).
 
     A file that is gone or that PostgreSQL refuses fails the load with ``StagingError`` (permanent:
     loading it again fails the same way) naming the file, the account and the run.
     """
-    cur.execute(sql[f"temp_{file.name}"])
+    if table is None:
+        cur.execute(sql[f"temp_{file.name}"])
     target = staging.file(file.folder, file.file)
+    copy_sql = file.copy_sql() if table is None else file.copy_sql().replace(file.table, table, 1)
     try:
-        with staging.open_binary(file.folder, file.file) as handle, cur.copy(file.copy_sql()) as copy:
+        with staging.open_binary(file.folder, file.file) as handle, cur.copy(copy_sql) as copy:
             while chunk := handle.read(_COPY_CHUNK):
                 copy.write(chunk)
     except FileNotFoundError:
@@ -217,24 +251,148 @@ def _copy(cur: Any, sql: dict[str, str], staging: StagingArea, file: ModelFile) 
     # 100,000-product load took 0.3 s for no better plan.
 
 
+@dataclass
+class _Prepared:
+    """What ``_Ahead`` made for one source: an unlogged table per loaded file, and per history
+    table the diff it made (absent: the load makes it, as for any source)."""
+
+    files: dict[str, str]
+    history: dict[str, str]
+
+
+class _Ahead:
+    """The largest history source, prepared on a second connection while the load applies the others.
+
+    Its files are COPYed into unlogged tables (``ozon_ahead_<account hash>_<file>``) and, when the
+    account has current rows and none of them is held, its diff against them is made there too. That
+    is safe to read outside the load's transaction because the load holds the account's lock: no
+    other load writes the account's rows, and the load itself touches this source's tables only
+    after taking what was prepared. Held rows (``confirm_`` rewrites them first) or a first snapshot
+    leave the diff to the load. The load then reads the tables through temp views of the names its
+    statements use, and drops them before it commits. If anything fails here, the load is told
+    nothing was prepared and does the source itself; tables a failed load left behind are dropped
+    before the account's next load prepares its own.
+    """
+
+    def __init__(
+        self, spec: SourceSpec, future: Future[_Prepared], pool: ThreadPoolExecutor, tables: list[str]
+    ):
+        self.spec, self.future, self.pool, self.tables = spec, future, pool, tables
+
+    @classmethod
+    def start(
+        cls,
+        connect: Callable[[], Any],
+        sql: dict[str, str],
+        staging: StagingArea,
+        applying: list[tuple[SourceSpec, SourceReport, dict[str, Any]]],
+    ) -> _Ahead | None:
+        """Prepare the source with the most rows among those with history, if another source is
+        applied meanwhile (alone, there is nothing to overlap)."""
+        candidates = [(s, r, p) for s, r, p in applying if s.history]
+        if len(applying) < 2 or not candidates:
+            return None
+        spec, source, params = max(candidates, key=lambda c: c[1].rows_valid)
+        prefix = f"ozon_ahead_{hashlib.sha256(staging.account.encode()).hexdigest()[:12]}"
+        tables = {file.name: f"{prefix}_{file.name}" for file in spec.loads}
+        diffs = {table.name: f"{prefix}_diff_{table.name}" for table in spec.history}
+        params = params | {"not_provided": not_provided(spec, source)}
+        pool = ThreadPoolExecutor(1, thread_name_prefix="ozon-load-ahead")
+        future = pool.submit(_prepare, connect, sql, staging, spec, params, tables, diffs)
+        return cls(spec, future, pool, [*tables.values(), *diffs.values()])
+
+    def take(self, cur: Any, spec: SourceSpec) -> _Prepared | None:
+        """What was prepared for ``spec`` (waiting for it), behind the temp views the statements read;
+        None: the load does ``spec`` itself."""
+        if spec is not self.spec:
+            return None
+        try:
+            prepared = self.future.result()
+        except Exception as exc:  # noqa: BLE001 - the load does the source itself
+            log.warning("preparing %s on a second connection failed (%s); loading it here", spec.name, exc)
+            return None
+        for file in spec.loads:
+            cur.execute(f"CREATE TEMP VIEW {file.table} AS SELECT * FROM {prepared.files[file.name]}")
+        log.info(
+            "%s prepared on a second connection: its files copied, diff made for %s",
+            spec.name,
+            sorted(prepared.history) or "none (a first snapshot, or held rows)",
+        )
+        return prepared
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+    def drop(self, cur: Any) -> None:
+        """Drop the prepared tables (and the views on them) in the load's transaction."""
+        cur.execute(f"DROP TABLE IF EXISTS {', '.join(self.tables)} CASCADE")
+
+
+def _prepare(
+    connect: Callable[[], Any],
+    sql: dict[str, str],
+    staging: StagingArea,
+    spec: SourceSpec,
+    params: dict[str, Any],
+    tables: dict[str, str],
+    diffs: dict[str, str],
+) -> _Prepared:
+    """``_Ahead``'s work, on its own connection, committed as one transaction."""
+    prepared = _Prepared(dict(tables), {})
+    with connect() as conn, conn.transaction(), conn.cursor() as cur:
+        cur.execute(sql["bulk_plans"])
+        cur.execute(f"DROP TABLE IF EXISTS {', '.join([*tables.values(), *diffs.values()])} CASCADE")
+        for file in spec.loads:
+            cur.execute(sql[f"temp_{file.name}"])  # the columns' types, declared once in load.sql
+            cur.execute(f"CREATE UNLOGGED TABLE {tables[file.name]} (LIKE {file.table})")
+            cur.execute(f"DROP TABLE {file.table}")
+            _copy(cur, sql, staging, file, tables[file.name])
+            cur.execute(f"CREATE TEMP VIEW {file.table} AS SELECT * FROM {tables[file.name]}")
+        for table in spec.history:
+            cur.execute(sql[f"has_current_{table.name}"], params)
+            current = cur.fetchone()[0]
+            cur.execute(sql[f"has_held_{table.name}"], params)
+            if not current or cur.fetchone()[0]:
+                continue
+            cur.execute(sql[f"diff_{table.name}"], params)
+            cur.execute(f"CREATE UNLOGGED TABLE {diffs[table.name]} AS TABLE diff_{table.name}")
+            prepared.history[table.name] = diffs[table.name]
+    return prepared
+
+
+def not_provided(spec: SourceSpec, source: SourceReport) -> list[str]:
+    """The model columns the source's method does not give (they keep their loaded values)."""
+    return sorted(spec.method_rows(str(source.method)).not_provided)
+
+
 def _apply_history(
-    cur: Any, sql: dict[str, str], name: str, params: dict[str, Any], result: LoadResult
+    cur: Any,
+    sql: dict[str, str],
+    name: str,
+    params: dict[str, Any],
+    result: LoadResult,
+    ready: str | None = None,
 ) -> None:
     """Close the current rows that changed or vanished and open rows for the new values.
 
     The first snapshot of an account opens every row straight from the temp table; later ones
     diff against the current rows once and touch only what changed. Held keys (their new value was
     rejected) keep their current row, marked; a held row confirmed by this run is unmarked.
+    ``ready``: the diff was made ahead, in this table (``_Ahead``): the account had current rows and
+    none of them held.
     """
-    cur.execute(sql[f"has_current_{name}"], params)
-    if not cur.fetchone()[0]:
-        cur.execute(sql[f"first_{name}"], params)
-        result.history_opened += cur.rowcount
-        return
-    cur.execute(sql[f"has_held_{name}"], params)
-    if cur.fetchone()[0]:
-        cur.execute(sql[f"confirm_{name}"], params)
-    cur.execute(sql[f"diff_{name}"], params)
+    if ready is not None:
+        cur.execute(f"CREATE TEMP VIEW diff_{name} AS SELECT * FROM {ready}")
+    else:
+        cur.execute(sql[f"has_current_{name}"], params)
+        if not cur.fetchone()[0]:
+            cur.execute(sql[f"first_{name}"], params)
+            result.history_opened += cur.rowcount
+            return
+        cur.execute(sql[f"has_held_{name}"], params)
+        if cur.fetchone()[0]:
+            cur.execute(sql[f"confirm_{name}"], params)
+        cur.execute(sql[f"diff_{name}"], params)
     cur.execute(sql["tid_plans"])  # close by the row addresses the diff found: no scan of the history
     cur.execute(sql[f"close_{name}"], params)
     result.history_closed += cur.rowcount

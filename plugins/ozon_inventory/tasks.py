@@ -315,7 +315,14 @@ def load(account: str) -> dict[str, Any]:
     durations["merge"] = staging.read_json("model", "merge.json").get("duration_s", 0.0)
     _rebuild_compacted(staging, merged=True)  # a load cleared after it had succeeded
     with _postgres(settings.postgres_conn_id) as conn:
-        result = load_run(conn, staging, report, context["dag_run"].run_id, durations)
+        result = load_run(
+            conn,
+            staging,
+            report,
+            context["dag_run"].run_id,
+            durations,
+            connect=lambda: _postgres(settings.postgres_conn_id),  # prepares a source in parallel
+        )
     staging.write_json("load", "result.json", result.as_dict())
     try:  # loaded: keep the raw answers and small reports, drop what they rebuild
         freed = staging.compact()
