@@ -258,6 +258,7 @@ class _Prepared:
 
     files: dict[str, str]
     history: dict[str, str]
+    seconds: dict[str, float] = field(default_factory=dict)  # copy, diff
 
 
 class _Ahead:
@@ -298,7 +299,14 @@ class _Ahead:
         diffs = {table.name: f"{prefix}_diff_{table.name}" for table in spec.history}
         params = params | {"not_provided": not_provided(spec, source)}
         pool = ThreadPoolExecutor(1, thread_name_prefix="ozon-load-ahead")
-        future = pool.submit(_prepare, connect, sql, staging, spec, params, tables, diffs)
+        try:  # here, not in the thread: a connection's lookup (Airflow's) stays on the task's thread
+            conn = connect()
+        except Exception as exc:  # noqa: BLE001 - the load does the source itself
+            conn = None
+            future: Future[_Prepared] = Future()
+            future.set_exception(exc)
+        if conn is not None:
+            future = pool.submit(_prepare, conn, sql, staging, spec, params, tables, diffs)
         return cls(spec, future, pool, [*tables.values(), *diffs.values()])
 
     def take(self, cur: Any, spec: SourceSpec) -> _Prepared | None:
@@ -314,9 +322,11 @@ class _Ahead:
         for file in spec.loads:
             cur.execute(f"CREATE TEMP VIEW {file.table} AS SELECT * FROM {prepared.files[file.name]}")
         log.info(
-            "%s prepared on a second connection: its files copied, diff made for %s",
+            "%s prepared on a second connection: its files copied (%.2f s), diff made for %s (%.2f s)",
             spec.name,
+            prepared.seconds.get("copy", 0.0),
             sorted(prepared.history) or "none (a first snapshot, or held rows)",
+            prepared.seconds.get("diff", 0.0),
         )
         return prepared
 
@@ -329,7 +339,7 @@ class _Ahead:
 
 
 def _prepare(
-    connect: Callable[[], Any],
+    connection: Any,
     sql: dict[str, str],
     staging: StagingArea,
     spec: SourceSpec,
@@ -337,9 +347,10 @@ def _prepare(
     tables: dict[str, str],
     diffs: dict[str, str],
 ) -> _Prepared:
-    """``_Ahead``'s work, on its own connection, committed as one transaction."""
+    """``_Ahead``'s work, on its own connection (closed after), committed as one transaction."""
     prepared = _Prepared(dict(tables), {})
-    with connect() as conn, conn.transaction(), conn.cursor() as cur:
+    started = time.monotonic()
+    with connection as conn, conn.transaction(), conn.cursor() as cur:
         cur.execute(sql["bulk_plans"])
         cur.execute(f"DROP TABLE IF EXISTS {', '.join([*tables.values(), *diffs.values()])} CASCADE")
         for file in spec.loads:
@@ -348,6 +359,7 @@ def _prepare(
             cur.execute(f"DROP TABLE {file.table}")
             _copy(cur, sql, staging, file, tables[file.name])
             cur.execute(f"CREATE TEMP VIEW {file.table} AS SELECT * FROM {tables[file.name]}")
+        prepared.seconds["copy"] = time.monotonic() - started
         for table in spec.history:
             cur.execute(sql[f"has_current_{table.name}"], params)
             current = cur.fetchone()[0]
@@ -357,6 +369,7 @@ def _prepare(
             cur.execute(sql[f"diff_{table.name}"], params)
             cur.execute(f"CREATE UNLOGGED TABLE {diffs[table.name]} AS TABLE diff_{table.name}")
             prepared.history[table.name] = diffs[table.name]
+        prepared.seconds["diff"] = time.monotonic() - started - prepared.seconds["copy"]
     return prepared
 
 
