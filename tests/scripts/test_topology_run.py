@@ -110,6 +110,8 @@ def test_small_topology_run(tmp_path):
     # 1% of the warehouse rows, as the simulator counts them
     one_percent = round(result["catalogue"]["warehouse_rows"] * 0.01)
     assert [r["changed_rows"] for r in result["runs"]] == [None, one_percent, 0]
+    assert result["runs"][0]["vacuum_analyze_before_s"] is None  # later runs start on a vacuumed database
+    assert all(r["vacuum_analyze_before_s"] >= 0 for r in result["runs"][1:])
     assert "warehouse rows changed before it" in done.stdout
     for run in result["runs"]:
         assert run["state"] == "success", run["label"]
