@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -47,31 +48,6 @@ def _env_number(name: str, default: Any, kind: type) -> Any:
         return kind(value)
     except ValueError as exc:
         raise ConfigError(f"environment variable {name} must be a number, got {value!r}") from exc
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """What a task needs at run time."""
-
-    accounts: tuple[str, ...]
-    staging_root: str
-    postgres_conn_id: str
-    shrink_threshold: float
-    allow_shrink: bool
-    warehouse_stock_method: str
-    warehouse_list_method: str
-    retention_days: float
-    key_warn_days: float = 14.0
-    alert_email: str | None = None  # comma-separated recipients (SmtpNotifier, connection smtp_default)
-    alert_notifier: str | None = None  # JSON {"class": dotted path, "kwargs": {...}, "text_field": "text"}
-    retention_mb_per_account: float = 2048.0  # staging kept per account; the oldest loaded runs go first
-
-    def method_choice(self, source: str) -> str:
-        """The method param of ``source`` (``auto`` or a pinned method, see ``methods.choices``)."""
-        return {
-            "warehouse_stocks": self.warehouse_stock_method,
-            "warehouses": self.warehouse_list_method,
-        }.get(source, "auto")
 
 
 DEFAULTS: dict[str, Any] = {
@@ -124,39 +100,101 @@ def parse_accounts(value: Any) -> tuple[str, ...]:
     return accounts
 
 
+class RunSettings:
+    """What a task needs at run time, each setting resolved (param, Variable, default) when first
+    read: a Variable is a round trip to Airflow's API server, and most tasks read few settings
+    (``run_settings`` reads and checks them all at once)."""
+
+    def __init__(self, params: dict[str, Any] | None):
+        self._params = dict(params or {})
+
+    def _get(self, name: str) -> Any:
+        return _setting(self._params, name)
+
+    def _number(self, name: str) -> float:
+        value = self._get(name)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, got {value!r}") from None
+
+    @cached_property
+    def accounts(self) -> tuple[str, ...]:
+        return parse_accounts(self._get("accounts"))
+
+    @cached_property
+    def staging_root(self) -> str:
+        home = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
+        return str(self._get("staging") or home / "ozon_inventory_staging")
+
+    @cached_property
+    def postgres_conn_id(self) -> str:
+        return str(self._get("postgres_conn_id"))
+
+    @cached_property
+    def shrink_threshold(self) -> float:
+        threshold = self._number("shrink_threshold")
+        if not 0 <= threshold < 1:
+            raise ConfigError(f"shrink_threshold must be in [0, 1), got {threshold}")
+        return threshold
+
+    @cached_property
+    def allow_shrink(self) -> bool:
+        allow = self._get("allow_shrink")
+        if isinstance(allow, str):
+            return allow.strip().lower() in ("1", "true", "yes")
+        return bool(allow)
+
+    @cached_property
+    def warehouse_stock_method(self) -> str:
+        return str(self._get("warehouse_stock_method"))
+
+    @cached_property
+    def warehouse_list_method(self) -> str:
+        return str(self._get("warehouse_list_method"))
+
+    @cached_property
+    def retention_days(self) -> float:
+        return self._number("retention_days")
+
+    @cached_property
+    def retention_mb_per_account(self) -> float:
+        """Staging kept per account; the oldest loaded runs go first."""
+        retention_mb = self._number("retention_mb_per_account")
+        if not retention_mb > 0:
+            raise ConfigError(f"retention_mb_per_account must be a positive number of MB, got {retention_mb}")
+        return retention_mb
+
+    @cached_property
+    def key_warn_days(self) -> float:
+        return self._number("key_warn_days")
+
+    @cached_property
+    def alert_email(self) -> str | None:
+        """Comma-separated recipients (SmtpNotifier, connection smtp_default)."""
+        return self._get("alert_email") or None
+
+    @cached_property
+    def alert_notifier(self) -> str | None:
+        """JSON ``{"class": dotted path, "kwargs": {...}, "text_field": "text"}``."""
+        return self._get("alert_notifier") or None
+
+    def method_choice(self, source: str) -> str:
+        """The method param of ``source`` (``auto`` or a pinned method, see ``methods.choices``)."""
+        if source == "warehouse_stocks":
+            return self.warehouse_stock_method
+        if source == "warehouses":
+            return self.warehouse_list_method
+        return "auto"
+
+    def check(self) -> RunSettings:
+        """Read and check every setting now (a bad one raises ``ConfigError`` naming it)."""
+        for name in dir(type(self)):
+            if isinstance(getattr(type(self), name), cached_property):
+                getattr(self, name)
+        return self
+
+
 def run_settings(params: dict[str, Any] | None) -> RunSettings:
-    params = dict(params or {})
-    staging = _setting(params, "staging") or str(
-        Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "ozon_inventory_staging"
-    )
-    try:
-        threshold = float(_setting(params, "shrink_threshold"))
-        retention = float(_setting(params, "retention_days"))
-        key_warn_days = float(_setting(params, "key_warn_days"))
-        retention_mb = float(_setting(params, "retention_mb_per_account"))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(
-            "shrink_threshold, retention_days, retention_mb_per_account and key_warn_days must be numbers: "
-            f"{exc}"
-        ) from exc
-    if not retention_mb > 0:
-        raise ConfigError(f"retention_mb_per_account must be a positive number of MB, got {retention_mb}")
-    if not 0 <= threshold < 1:
-        raise ConfigError(f"shrink_threshold must be in [0, 1), got {threshold}")
-    allow = _setting(params, "allow_shrink")
-    if isinstance(allow, str):
-        allow = allow.strip().lower() in ("1", "true", "yes")
-    return RunSettings(
-        accounts=parse_accounts(_setting(params, "accounts")),
-        staging_root=str(staging),
-        postgres_conn_id=str(_setting(params, "postgres_conn_id")),
-        shrink_threshold=threshold,
-        allow_shrink=bool(allow),
-        warehouse_stock_method=str(_setting(params, "warehouse_stock_method")),
-        warehouse_list_method=str(_setting(params, "warehouse_list_method")),
-        retention_days=retention,
-        key_warn_days=key_warn_days,
-        alert_email=_setting(params, "alert_email") or None,
-        alert_notifier=_setting(params, "alert_notifier") or None,
-        retention_mb_per_account=retention_mb,
-    )
+    """Every setting of a run, read and checked."""
+    return RunSettings(params).check()

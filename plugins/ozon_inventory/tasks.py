@@ -130,7 +130,7 @@ def _skip(context: Context, reason: str, label: str) -> AirflowSkipException:
 def _context(account: str) -> tuple[Context, RunSettings, StagingArea]:
     context = get_current_context()
     context["account"] = account  # type: ignore[typeddict-unknown-key]  # the map label
-    settings = run_settings(_run_params(context["params"]))
+    settings = RunSettings(_run_params(context["params"]))  # read as used (``accounts`` checked them all)
     dag_run = context["dag_run"]
     moment = dag_run.logical_date or dag_run.run_after
     return context, settings, StagingArea(settings.staging_root, account, run_key_for(moment))
@@ -462,5 +462,8 @@ def _raise_alerts(
 
 @task(retries=0)
 def accounts() -> list[str]:
-    """The seller accounts (Ozon connection ids) of this run: param, Variable, or ozon_default."""
-    return list(run_settings(get_current_context()["params"]).accounts)
+    """The seller accounts (Ozon connection ids) of this run: param, Variable, or ozon_default.
+
+    Every other setting is read and checked here too, so a bad one fails the run's first task; the
+    later tasks read only the settings they use."""
+    return list(run_settings(_run_params(get_current_context()["params"])).accounts)

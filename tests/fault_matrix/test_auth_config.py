@@ -197,7 +197,7 @@ BAD_PARAMS = {
         {"shrink_threshold": 1.5},
         r"shrink_threshold must be in \[0, 1\), got 1\.5",
     ),
-    "shrink-threshold-text": ({"shrink_threshold": "half"}, r"shrink_threshold.* must be numbers.*'half'"),
+    "shrink-threshold-text": ({"shrink_threshold": "half"}, r"shrink_threshold must be a number, got 'half'"),
     "accounts-empty": ({"accounts": []}, r"accounts is empty: name at least one Ozon connection id"),
     "accounts-twice": ({"accounts": ["a", "a"]}, r"accounts lists a connection twice"),
 }
