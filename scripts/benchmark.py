@@ -72,7 +72,7 @@ def run_stage(args: argparse.Namespace) -> dict:
         # as the DAG's fetch tasks do: each answer is also validated as it lands
         source = args.stage.removeprefix("fetch_")
         choice = args.method if source == "warehouse_stocks" else "auto"
-        manifest = fetch_source(client, staging, source, choice, check_pages=True)
+        manifest = fetch_source(client, staging, source, choice, check_pages=True, prestage_dsn=args.dsn)
         figures = {"rows": manifest.rows, "pages": manifest.pages, "requests": manifest.requests}
     else:
         import psycopg

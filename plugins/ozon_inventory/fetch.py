@@ -32,6 +32,7 @@ from ozon_inventory.methods import V4_STOCKS, OzonMethod, Paging, method, plan
 from ozon_inventory.staging import Manifest, StagingArea
 
 if TYPE_CHECKING:
+    from ozon_inventory.load import Prestage
     from ozon_inventory.validate import SourceCheck
 
 log = logging.getLogger(__name__)
@@ -41,14 +42,20 @@ _BREAKER = "breaker"
 
 
 def fetch_source(
-    client: OzonClient, staging: StagingArea, source: str, choice: str = "auto", check_pages: bool = False
+    client: OzonClient,
+    staging: StagingArea,
+    source: str,
+    choice: str = "auto",
+    check_pages: bool = False,
+    prestage_dsn: str | None = None,
 ) -> Manifest:
     """Stage ``source`` with the first method of its plan that answers; the manifest names it.
 
     Methods the breaker declared down earlier in this run (another try of the task, another task)
     are skipped without a request. With ``check_pages`` each answer is also validated as it lands
     (``validate.SourceCheck``), while the next ones are on their way: the run's validation is then
-    done when the last page is in, instead of starting there.
+    done when the last page is in, instead of starting there. With ``prestage_dsn`` (the target
+    database) the checked rows also stream into it as they are written (``load.Prestage``).
     """
     methods = plan(source, choice)
     _share_breaker(client, staging)
@@ -65,6 +72,7 @@ def fetch_source(
                 _pager(client, staging, candidate),
                 _fallback(first, candidate),
                 check_pages,
+                prestage_dsn,
             )
         except (OzonMethodUnavailable, OzonMethodDown) as exc:
             if last:
@@ -126,6 +134,7 @@ def _stage(
     pages: Callable[[], Iterator[Page]],
     fallback_from: str | None = None,
     check_pages: bool = False,
+    prestage_dsn: str | None = None,
 ) -> Manifest:
     """Write every page of one pass; restart the pass when Ozon's data moved while we paged.
 
@@ -142,7 +151,7 @@ def _stage(
         manifest = Manifest(staging.account, staging.run_key, source, m.path, "", str(folder))
         manifest.fallback_from = fallback_from
         manifest.overlap = client.overlap(m)
-        checking = _Checking(staging, manifest, m, check_pages)
+        checking = _Checking(staging, manifest, m, check_pages, prestage_dsn)
         try:
             for page in pages():
                 if not manifest.as_of:
@@ -207,9 +216,12 @@ class _Checking:
     staged answers as well, as validate would have done.
     """
 
-    def __init__(self, staging: StagingArea, manifest: Manifest, m: OzonMethod, enabled: bool):
+    def __init__(
+        self, staging: StagingArea, manifest: Manifest, m: OzonMethod, enabled: bool, prestage_dsn: str | None
+    ):
         self.m = m
         self.check: SourceCheck | None = None
+        self.prestage: Prestage | None = None
         if enabled:
             from ozon_inventory.validate import SourceCheck as Check
 
@@ -217,6 +229,15 @@ class _Checking:
                 self.check = Check(staging, manifest)
             except Exception as exc:  # noqa: BLE001 - validate does the check from staging instead
                 self._stopped(exc)
+        if self.check is not None and prestage_dsn and self.check.spec.rows in self.check.spec.loads:
+            from ozon_inventory.load import Prestage as Stream
+
+            rows = self.check.spec.rows
+            try:
+                self.prestage = Stream(prestage_dsn, staging, rows)
+                self.check.writer.mirror = (rows.name, self._stream)
+            except Exception as exc:  # noqa: BLE001 - the load copies the file instead
+                self._unstream(exc)
 
     def page(self, page: Page) -> None:
         if (check := self.check) is not None:
@@ -226,9 +247,40 @@ class _Checking:
 
     def finish(self) -> None:
         if (check := self.check) is not None:
-            self._guard(lambda: check.store(*check.finish()))
+            self._guard(lambda: self._finish(check))
+
+    def _finish(self, check: SourceCheck) -> None:
+        report, tallies = check.finish()
+        if (stream := self.prestage) is not None:
+            if check.repassed:  # the files were written again from staging, without the stream
+                self._unstream("the rows were checked again")
+            else:
+                try:
+                    table, rows = stream.finish()
+                    report.prestaged = {stream.file.name: [table, rows]}
+                except Exception as exc:  # noqa: BLE001 - the load copies the file instead
+                    self._unstream(exc)
+        check.store(report, tallies)
+
+    def _stream(self, text: str) -> None:
+        if (stream := self.prestage) is not None:
+            try:
+                stream.write(text)
+            except Exception as exc:  # noqa: BLE001 - never the check's failure: the load copies the file
+                self._unstream(exc)
+
+    def _unstream(self, why: object) -> None:
+        stream, self.prestage = self.prestage, None
+        if self.check is not None:
+            self.check.writer.mirror = None
+        log.warning("%s: rows not streamed to the database (%s); the load copies the file", self.m.path, why)
+        if stream is not None:
+            stream.abandon()
 
     def abort(self) -> None:
+        if self.prestage is not None:
+            stream, self.prestage = self.prestage, None
+            stream.abandon()
         if self.check is not None:
             check, self.check = self.check, None
             try:

@@ -190,7 +190,14 @@ def _fetch(account: str, source: str) -> dict[str, Any]:
     client = OzonHook(account, budget_dsn=budget_dsn).get_client()
     with postgres.get_conn() as conn:
         check_key(client, conn, account, account, settings.key_warn_days)
-    return fetch_source(client, staging, source, settings.method_choice(source), check_pages=True).as_dict()
+    return fetch_source(
+        client,
+        staging,
+        source,
+        settings.method_choice(source),
+        check_pages=True,
+        prestage_dsn=budget_dsn,  # the checked rows stream into the target database as they come
+    ).as_dict()
 
 
 @task(**_FETCH)
@@ -367,6 +374,7 @@ def report(account: str) -> dict[str, Any]:
             "skipped: nothing archived",
         )
     _retention(settings, staging)  # whatever the outcome: failed and degraded runs must not grow staging
+    _drop_streamed(settings, staging)
     try:
         result = staging.read_json("load", "result.json")
     except StagingError:
@@ -397,6 +405,19 @@ def report(account: str) -> dict[str, Any]:
             "tasks to complete the snapshot."
         )
     return result
+
+
+def _drop_streamed(settings: RunSettings, staging: StagingArea) -> None:
+    """The tables this run's fetches streamed rows into (``load.Prestage``): the load drops them as it
+    commits; a run whose load failed or never ran leaves them, dropped here. A failure is logged."""
+    from ozon_inventory.load import drop_prestaged
+
+    try:
+        with _postgres(settings.postgres_conn_id) as conn, conn.cursor() as cur:
+            drop_prestaged(cur, staging.account, staging.run_key)
+            conn.commit()
+    except Exception as exc:  # noqa: BLE001 - the run's own outcome below must not be masked
+        log.warning("account %s: could not drop the run's streamed tables: %s", staging.account, exc)
 
 
 def _retention(settings: RunSettings, staging: StagingArea) -> None:

@@ -23,7 +23,7 @@ import shutil
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -92,6 +92,9 @@ class SourceReport:
     files: dict[str, int] = field(default_factory=dict)  # file written -> lines
     check_s: float = 0.0  # CPU seconds spent checking the rows (its thread's own time)
     checked_while_fetching: bool = False  # the fetch checked each answer as it landed
+    #: model file -> [unlogged table, rows]: the fetch streamed the file into the target database as
+    #: it wrote it (``fetch._Prestage``); the load reads it there instead of copying the file
+    prestaged: dict[str, list[Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -169,6 +172,8 @@ class _Writer:
         self._counts: dict[str, int] = dict.fromkeys(self._buffers, 0)
         self._handles: dict[str, TextIO] = {}
         self._paths: dict[str, Any] = {}
+        #: (file name, sink): each chunk written to that file is also given to the sink
+        self.mirror: tuple[str, Callable[[str], None]] | None = None
 
     def __enter__(self) -> _Writer:
         for file in self.spec.writes:
@@ -224,10 +229,13 @@ class _Writer:
     def _flush(self, name: str) -> None:
         buffer = self._buffers[name]
         if buffer:
+            text = "".join(["\t".join(values) + "\n" for values in buffer])
             with writing(self._paths[name]):
-                self._handles[name].write("".join(["\t".join(values) + "\n" for values in buffer]))
+                self._handles[name].write(text)
             self._counts[name] += len(buffer)
             buffer.clear()
+            if self.mirror is not None and self.mirror[0] == name:
+                self.mirror[1](text)
 
     def finish(self) -> dict[str, dict[int, int]]:
         """Write what is left; fill the report; return the tallies for the cross-source checks."""
@@ -372,6 +380,7 @@ class SourceCheck:
         rules = self.spec.method_rows(manifest.method, _where(staging))
         self._validate_row, self._known = rules.validate, rules.known_fields
         self.seconds = 0.0
+        self.repassed = False  # the rows were checked again from staging (files written anew)
         staging.remove("validated", CHECKED.format(self.spec.name))
         self._open(KeyLog())
 
@@ -416,6 +425,7 @@ class SourceCheck:
                 self.spec.name,
                 len(suspects),
             )
+            self.repassed = True
             self.close()
             self._open(_Suspects(suspects))
             for records in staged_rows(self.staging, self.manifest):

@@ -206,3 +206,62 @@ def test_a_refetch_replaces_the_check_of_the_answers_before(simulator, tmp_path)
     staging.remove("validated", "checked_warehouse_stocks.json")
     validate_run(staging)
     assert _outputs(staging) == reused and again.sha256
+
+
+def test_rows_streamed_to_the_database_while_fetching_are_the_rows_file_and_the_load_reads_them(
+    simulator, tmp_path, pg_dsn, caplog
+):
+    """The checked rows stream into an unlogged table as they are written; the load reads the table
+    (no copy of the file after the last page) and drops it as it commits."""
+    import psycopg
+
+    from ozon_inventory.load import ensure_schema, load_run
+    from ozon_inventory.merge import merge_run
+
+    staging = StagingArea(str(tmp_path), "acc", RUN)
+    client = new_client(simulator)
+    for source in SOURCES:
+        fetch_source(client, staging, source, check_pages=True, prestage_dsn=pg_dsn)
+    report = validate_run(staging)
+    streamed = report.sources["warehouse_stocks"].prestaged
+    ((name, (table, rows)),) = streamed.items()
+    assert name == "stock_by_warehouse" and rows == report.sources["warehouse_stocks"].rows_valid == 511
+    model = staging.file("model", "stock_by_warehouse.tsv").read_bytes()
+    with psycopg.connect(pg_dsn) as conn:
+        columns = "sku, warehouse_name, warehouse_id, free_to_sell, promised, reserved"
+        with conn.cursor().copy(f"COPY (SELECT {columns} FROM {table}) TO STDOUT") as copy:
+            assert b"".join(bytes(chunk) for chunk in copy) == model  # the file, to the byte
+        conn.commit()
+        ensure_schema(conn)
+        merge_run(staging, report)
+        caplog.set_level("INFO", logger="ozon_inventory.load")
+        loaded = load_run(conn, staging, report, "run-1", connect=lambda: psycopg.connect(pg_dsn))
+        assert loaded.counts["warehouse_rows"] == 511 and loaded.history_opened > 511
+        assert "streamed by the fetch: ['stock_by_warehouse']" in caplog.text
+        gone = conn.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE 'ozon_pre_%%'").fetchall()
+        assert gone == []
+
+
+def test_a_stream_that_fails_never_fails_the_fetch_and_the_load_copies_the_file(
+    simulator, tmp_path, pg_dsn, monkeypatch, caplog
+):
+    import psycopg
+
+    from ozon_inventory import load
+
+    def broken(self, text):
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(load.Prestage, "write", broken)
+    staging = StagingArea(str(tmp_path), "acc", RUN)
+    manifest = fetch_source(
+        new_client(simulator), staging, "warehouse_stocks", "v2", check_pages=True, prestage_dsn=pg_dsn
+    )
+    assert manifest.rows == 511
+    assert "rows not streamed to the database (server closed the connection unexpectedly)" in caplog.text
+    report = validate_run(staging)
+    assert report.sources["warehouse_stocks"].checked_while_fetching  # the check itself went on
+    assert report.sources["warehouse_stocks"].prestaged == {}
+    with psycopg.connect(pg_dsn) as conn:
+        left = conn.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE 'ozon_pre_%%'").fetchall()
+    assert left == []  # abandoned and dropped
