@@ -200,7 +200,7 @@ def _apply_source(
     if prepared is None:
         for file in spec.loads:
             if (streamed := _prestaged(cur, source, file)) is not None:
-                cur.execute(f"CREATE TEMP VIEW {file.table} AS SELECT * FROM {streamed}")
+                _read_as(cur, file.table, streamed)
             else:
                 _copy(cur, sql, staging, file)
     for table in spec.history:
@@ -235,9 +235,8 @@ def _copy(
     if table is None:
         cur.execute(sql[f"temp_{file.name}"])
     target = staging.file(file.folder, file.file)
-    copy_sql = file.copy_sql() if table is None else file.copy_sql().replace(file.table, table, 1)
     try:
-        with staging.open_binary(file.folder, file.file) as handle, cur.copy(copy_sql) as copy:
+        with staging.open_binary(file.folder, file.file) as handle, cur.copy(file.copy_sql(table)) as copy:
             while chunk := handle.read(_COPY_CHUNK):
                 copy.write(chunk)
     except FileNotFoundError:
@@ -253,6 +252,18 @@ def _copy(
     # No ANALYZE: with nested loops off (``bulk_plans``) every join is hashed or merged whatever the
     # statistics say, and the planner sizes a never-analyzed table from its pages; the ANALYZEs of a
     # 100,000-product load took 0.3 s for no better plan.
+
+
+def _create_unlogged(cur: Any, sql: dict[str, str], file: ModelFile, table: str) -> None:
+    """An unlogged table shaped as ``file``'s temp table (its columns' types declared once, in load.sql)."""
+    cur.execute(sql[f"temp_{file.name}"])
+    cur.execute(f"CREATE UNLOGGED TABLE {table} (LIKE {file.table})")
+    cur.execute(f"DROP TABLE {file.table}")
+
+
+def _read_as(cur: Any, name: str, table: str) -> None:
+    """A temp view ``name`` of ``table``: the load's statements read a prepared table by the name they use."""
+    cur.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM {table}")
 
 
 def prestaged_table(account: str, run_key: str, file: ModelFile) -> str:
@@ -283,12 +294,11 @@ class Prestage:
         self.table = prestaged_table(staging.account, staging.run_key, file)
         self.conn = psycopg.connect(dsn, autocommit=True, application_name="ozon_inventory prestage")
         try:
-            with self.conn.transaction():
-                self.conn.execute(f"DROP TABLE IF EXISTS {self.table} CASCADE")
-                self.conn.execute(statements("load")[f"temp_{file.name}"])  # the columns' types
-                self.conn.execute(f"CREATE UNLOGGED TABLE {self.table} (LIKE {file.table})")
             self.cur = self.conn.cursor()
-            self._stream = self.cur.copy(file.copy_sql().replace(file.table, self.table, 1))
+            with self.conn.transaction():
+                self.cur.execute(f"DROP TABLE IF EXISTS {self.table} CASCADE")
+                _create_unlogged(self.cur, statements("load"), file, self.table)
+            self._stream = self.cur.copy(file.copy_sql(self.table))
             self._copy = self._stream.__enter__()
         except BaseException:
             self.conn.close()
@@ -375,15 +385,13 @@ class _Ahead:
         tables = {file.name: f"{prefix}_{file.name}" for file in spec.loads}
         diffs = {table.name: f"{prefix}_diff_{table.name}" for table in spec.history}
         params = params | {"not_provided": not_provided(spec, source)}
-        pool = ThreadPoolExecutor(1, thread_name_prefix="ozon-load-ahead")
         try:  # here, not in the thread: a connection's lookup (Airflow's) stays on the task's thread
             conn = connect()
         except Exception as exc:  # noqa: BLE001 - the load does the source itself
-            conn = None
-            future: Future[_Prepared] = Future()
-            future.set_exception(exc)
-        if conn is not None:
-            future = pool.submit(_prepare, conn, sql, staging, spec, source, params, tables, diffs)
+            _not_prepared(spec, exc)
+            return None
+        pool = ThreadPoolExecutor(1, thread_name_prefix="ozon-load-ahead")
+        future = pool.submit(_prepare, conn, sql, staging, spec, source, params, tables, diffs)
         return cls(spec, future, pool, [*tables.values(), *diffs.values()])
 
     def take(self, cur: Any, spec: SourceSpec) -> _Prepared | None:
@@ -394,10 +402,10 @@ class _Ahead:
         try:
             prepared = self.future.result()
         except Exception as exc:  # noqa: BLE001 - the load does the source itself
-            log.warning("preparing %s on a second connection failed (%s); loading it here", spec.name, exc)
+            _not_prepared(spec, exc)
             return None
         for file in spec.loads:
-            cur.execute(f"CREATE TEMP VIEW {file.table} AS SELECT * FROM {prepared.files[file.name]}")
+            _read_as(cur, file.table, prepared.files[file.name])
         log.info(
             "%s prepared on a second connection: its files copied (%.2f s; streamed by the fetch: %s), "
             "diff made for %s (%.2f s)",
@@ -415,6 +423,10 @@ class _Ahead:
     def drop(self, cur: Any) -> None:
         """Drop the prepared tables (and the views on them) in the load's transaction."""
         cur.execute(f"DROP TABLE IF EXISTS {', '.join(self.tables)} CASCADE")
+
+
+def _not_prepared(spec: SourceSpec, exc: Exception) -> None:
+    log.warning("preparing %s on a second connection failed (%s); loading it here", spec.name, exc)
 
 
 def _prepare(
@@ -438,11 +450,9 @@ def _prepare(
                 prepared.files[file.name] = streamed
                 prepared.streamed.append(file.name)
             else:
-                cur.execute(sql[f"temp_{file.name}"])  # the columns' types, declared once in load.sql
-                cur.execute(f"CREATE UNLOGGED TABLE {tables[file.name]} (LIKE {file.table})")
-                cur.execute(f"DROP TABLE {file.table}")
+                _create_unlogged(cur, sql, file, tables[file.name])
                 _copy(cur, sql, staging, file, tables[file.name])
-            cur.execute(f"CREATE TEMP VIEW {file.table} AS SELECT * FROM {prepared.files[file.name]}")
+            _read_as(cur, file.table, prepared.files[file.name])
         prepared.seconds["copy"] = time.monotonic() - started
         for table in spec.history:
             cur.execute(sql[f"has_current_{table.name}"], params)
@@ -479,7 +489,7 @@ def _apply_history(
     none of them held.
     """
     if ready is not None:
-        cur.execute(f"CREATE TEMP VIEW diff_{name} AS SELECT * FROM {ready}")
+        _read_as(cur, f"diff_{name}", ready)
     else:
         cur.execute(sql[f"has_current_{name}"], params)
         if not cur.fetchone()[0]:

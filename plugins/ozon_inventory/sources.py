@@ -76,8 +76,9 @@ class ModelFile:
     def table(self) -> str:
         return f"tmp_{self.name}"
 
-    def copy_sql(self) -> str:
-        return f"COPY {self.table} ({', '.join(self.columns)}) FROM STDIN"
+    def copy_sql(self, table: str | None = None) -> str:
+        """COPY of the file into its temp table (or into ``table``), columns named."""
+        return f"COPY {table or self.table} ({', '.join(self.columns)}) FROM STDIN"
 
 
 class KeySet(Protocol):

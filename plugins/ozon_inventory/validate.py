@@ -449,7 +449,9 @@ class SourceCheck:
         name = self.spec.name
         report.checked_while_fetching = True
         packed = io.BytesIO()
-        arrays = {f"{k}.{part}": v[i] for k, v in tallies.items() for i, part in enumerate(("keys", "sums"))}
+        arrays: dict[str, np.ndarray] = {}
+        for tally, (keys, sums) in tallies.items():
+            arrays[f"{tally}.keys"], arrays[f"{tally}.sums"] = keys, sums
         np.savez(packed, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
         target = self.staging.file("validated", _TALLIES.format(name))
         with writing(target):
