@@ -675,9 +675,7 @@ class _KeyCheck:
     def add(self, rows: list[Any]) -> None:
         if not self.method.row_key:
             return
-        key_of, add = self.method.key_of, self.keys.add
-        for row in rows:
-            add(key_of(row))
+        self.keys.add_new(self.method.keys_of(rows))
         self.rows += len(rows)
 
     def raise_if_moved(self, total: int | None) -> None:

@@ -10,7 +10,7 @@ from staging). Hashes are Python's, so they compare only within one process.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 
 import numpy
 
@@ -26,6 +26,11 @@ class KeyLog:
 
     def add(self, key: Hashable) -> None:
         self.hashes.append(hash(key))
+
+    def add_new(self, keys: Iterable[Hashable]) -> bool:
+        """Add every key; none counts as seen here (a repeat is found by :meth:`repeated`)."""
+        self.hashes.extend(map(hash, keys))
+        return True
 
     def counted(self) -> tuple[int, frozenset[int]]:
         """(distinct hashes, the hashes that came more than once)."""

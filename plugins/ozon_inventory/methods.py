@@ -72,6 +72,14 @@ class OzonMethod:
             return None
         return tuple(str(row.get(k)) for k in self.row_key)
 
+    def keys_of(self, rows: list[Any]) -> list[tuple[str, ...] | None]:
+        """``key_of`` of each row, a column at a time (a thousand rows per answer)."""
+        if not all(type(row) is dict for row in rows):
+            return [self.key_of(row) for row in rows]
+        return list(
+            zip(*([str(value) for value in [row.get(k) for row in rows]] for k in self.row_key), strict=True)
+        )
+
     def rows(self, data: Any) -> list[Any]:
         """The answer's rows; ``ValueError`` when the answer does not have the documented shape."""
         for path in self.rows_also_at:

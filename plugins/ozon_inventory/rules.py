@@ -117,6 +117,42 @@ def as_text(value: Any, name: str, required: bool = True) -> str:
     return as_key(value, name) if required else as_label(value, name)
 
 
+# -- whole columns: a page's values at once, when every one is plain ------------------------------
+# Each says, for a column of values, whether the rule above would pass every one of them unchanged:
+# only then may a page skip the row-by-row rules (``sources.MethodRows.page``). A False is never a
+# reason, just "go row by row"; the rules above give the reasons.
+
+
+def plain_ints(values: list[Any], bounds: tuple[int, int]) -> bool:
+    """Every value is a JSON integer within ``bounds`` (``as_int`` returns each as it is)."""
+    return not values or (
+        {int} == set(map(type, values)) and bounds[0] <= min(values) and max(values) <= bounds[1]
+    )
+
+
+def plain_keys(values: list[Any]) -> bool:
+    """Every value is key text ``as_key`` returns as it is: a string, not blank, short enough to
+    index, with nothing COPY must escape."""
+    if not values:
+        return True
+    distinct = set(values)  # a page names a few dozen warehouses in a thousand rows
+    return (
+        {str} == set(map(type, distinct))
+        and all(text and not text.isspace() and len(text) <= KEY_MAX_BYTES // 4 for text in distinct)
+        and _CARE.search("".join(distinct)) is None
+    )
+
+
+def plain_optional(values: list[Any]) -> bool:
+    """Every value is a string or missing (``is_label`` passes each)."""
+    return set(map(type, values)) <= {str, type(None)}
+
+
+def plain_labels(values: list[Any]) -> bool:
+    """Every value is missing or descriptive text ``as_label`` returns as it is."""
+    return plain_optional(values) and _CARE.search("".join(filter(None, values))) is None
+
+
 def working_days(value: Any) -> str:
     """``working_days`` as ints, digit strings or day names (v2) → "1,2,3"."""
     if value is None:

@@ -28,8 +28,9 @@ the key into the source's ``held_*`` file, so the row's last good value is kept 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Literal, Protocol
 
 from ozon_inventory.exceptions import ConfigError
@@ -51,6 +52,10 @@ from ozon_inventory.rules import (
     as_key,
     as_label,
     is_label,
+    plain_ints,
+    plain_keys,
+    plain_labels,
+    plain_optional,
     working_days,
 )
 
@@ -88,6 +93,10 @@ class KeySet(Protocol):
 
     def add(self, key: Hashable) -> None: ...
 
+    def add_new(self, keys: Iterable[Hashable]) -> bool:
+        """Add ``keys`` at once if none of them can have been seen (True); else add none (False)."""
+        ...
+
 
 class RowSink(Protocol):
     """What a row validator writes to (implemented by validate's per-source writer)."""
@@ -99,6 +108,9 @@ class RowSink(Protocol):
 
     def emit(self, file: ModelFile, values: tuple[str, ...]) -> None:
         """One line of ``file``: COPY-escaped values in ``file.columns`` order."""
+
+    def emit_all(self, file: ModelFile, rows: Iterable[tuple[str, ...]]) -> None:
+        """Lines of ``file``, as ``emit`` writes them one at a time."""
 
     def keyed(self, file: ModelFile) -> dict[Hashable, tuple[Any, ...]]:
         """Lines of ``file`` by key, written when the source is done (a list value is joined with ",")."""
@@ -119,6 +131,8 @@ class RowSink(Protocol):
 
 
 RowValidator = Callable[[Any, RowSink], None]
+#: A whole answer's rows at once when every one is plainly valid; False (nothing written): row by row.
+PageValidator = Callable[[list[Any], RowSink], bool]
 
 
 @dataclass(frozen=True)
@@ -131,6 +145,8 @@ class MethodRows:
     #: model columns the method does not provide: written as NULL, and the load keeps the previous
     #: value for them instead of recording a change (a fallback to another method rewrites nothing)
     not_provided: frozenset[str] = frozenset()
+    #: the same check for a whole answer, faster, where the method's rows are plain most of the time
+    page: PageValidator | None = None
 
 
 @dataclass(frozen=True)
@@ -380,9 +396,24 @@ def _warehouse_key(row: Any, kind: str, out: RowSink) -> tuple[str, str]:
     return str(as_int(row.get("sku"), "sku", INT64)), as_key(row.get("warehouse_name"), "warehouse_name")
 
 
+V2_KIND = "warehouse_stocks.v2"
+V2_FIELDS = frozenset(
+    {
+        "sku",
+        "warehouse_name",
+        "item_code",
+        "item_name",
+        "promised_amount",
+        "free_to_sell_amount",
+        "reserved_amount",
+        "idc",
+    }
+)
+
+
 def v2_warehouse_row(row: Any, out: RowSink) -> None:
     """A /v2/analytics/stock_on_warehouses row: free to sell, promised and reserved by warehouse name."""
-    sku, name = _warehouse_key(row, "warehouse_stocks.v2", out)
+    sku, name = _warehouse_key(row, V2_KIND, out)
     try:
         is_label(row.get("item_code"), "item_code")
         item_name = as_label(row.get("item_name"), "item_name")
@@ -395,6 +426,64 @@ def v2_warehouse_row(row: Any, out: RowSink) -> None:
     _warehouse_row(
         out, sku, name, NULL, item_name, free, promised, reserved, (NULL, NULL), row["warehouse_name"]
     )
+
+
+def v2_warehouse_page(rows: list[Any], out: RowSink) -> bool:
+    """A whole /v2/analytics/stock_on_warehouses answer at once, column by column, when every row is
+    plainly valid: what ``v2_warehouse_row`` writes for each row, in the same order, at a fifth of its
+    cost (850 answers of 1,000 rows at 100,000 products). Any row that is not (a field the documents
+    do not list, a value a rule would change or refuse, a key that may have come before) returns
+    False with nothing written: the rows then go one by one, which gives each one its reason.
+    """
+    if not all(type(row) is dict and V2_FIELDS.issuperset(row) for row in rows):
+        return False
+    try:
+        skus, names = [row["sku"] for row in rows], [row["warehouse_name"] for row in rows]
+    except KeyError:
+        return False
+    free, promised, reserved = (
+        [row.get(column, 0) for row in rows]
+        for column in ("free_to_sell_amount", "promised_amount", "reserved_amount")
+    )
+    item_names = [row.get("item_name") for row in rows]
+    if not (
+        plain_ints(skus, INT64)
+        and plain_keys(names)
+        and plain_ints(free, QUANTITY)
+        and plain_ints(promised, QUANTITY)
+        and plain_ints(reserved, QUANTITY)
+        and plain_optional([row.get("item_code") for row in rows])
+        and plain_labels(item_names)
+    ):
+        return False
+    sku_text = list(map(str, skus))
+    if not out.seen.add_new(list(zip(sku_text, names, strict=True))):
+        return False
+    out.products.update(sku_text)
+    sums = out.tally(FBO_FREE_TO_SELL)
+    for number, amount in zip(skus, free, strict=True):
+        sums[number] = sums.get(number, 0) + amount
+    out.emit_all(
+        STOCK_BY_WAREHOUSE,
+        zip(
+            sku_text,
+            names,
+            repeat(NULL, len(rows)),
+            map(str, free),
+            map(str, promised),
+            map(str, reserved),
+            strict=True,
+        ),
+    )
+    kept = out.keyed(ITEM_NAMES)
+    for sku, item_name in zip(sku_text, item_names, strict=True):
+        if item_name and sku not in kept:
+            kept[sku] = (sku, item_name)
+    warehouses = out.keyed(OZON_WAREHOUSES)
+    for name in dict.fromkeys(names):  # in the order the rows first name them, as row by row
+        if name not in warehouses:
+            warehouses[name] = (name, NULL, NULL, NULL)
+    return True
 
 
 def v1_analytics_row(row: Any, out: RowSink) -> None:
@@ -455,21 +544,9 @@ WAREHOUSE_STOCKS = SourceSpec(
     methods={
         V2_STOCK_ON_WAREHOUSES: MethodRows(
             v2_warehouse_row,
-            known_fields={
-                "warehouse_stocks.v2": frozenset(
-                    {
-                        "sku",
-                        "warehouse_name",
-                        "item_code",
-                        "item_name",
-                        "promised_amount",
-                        "free_to_sell_amount",
-                        "reserved_amount",
-                        "idc",
-                    }
-                )
-            },
+            known_fields={V2_KIND: V2_FIELDS},
             not_provided=frozenset({"warehouse_id"}),
+            page=v2_warehouse_page,
         ),
         V1_ANALYTICS_STOCKS: MethodRows(
             v1_analytics_row,

@@ -23,7 +23,7 @@ import shutil
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -195,6 +195,12 @@ class _Writer:
         if len(buffer) >= _FLUSH:
             self._flush(file.name)
 
+    def emit_all(self, file: ModelFile, rows: Iterable[tuple[str, ...]]) -> None:
+        buffer = self._buffers[file.name]
+        buffer.extend(rows)
+        if len(buffer) >= _FLUSH:
+            self._flush(file.name)
+
     def keyed(self, file: ModelFile) -> dict[Hashable, tuple[Any, ...]]:
         lines = self._keyed.get(file.name)
         if lines is None:
@@ -323,6 +329,9 @@ class _Suspects:
         if hash(key) in self.hashes:
             self.keys.add(key)
 
+    def add_new(self, keys: Iterable[Hashable]) -> bool:
+        return False  # a suspect key may come again: every row is checked on its own
+
 
 def rejects_part(source: str) -> ModelFile:
     """``validated/rejects_<source>.tsv``: one source's rejects (validate joins them into rejects.tsv)."""
@@ -378,7 +387,7 @@ class SourceCheck:
         self.staging, self.manifest = staging, manifest
         self.spec = source_spec(manifest.source)
         rules = self.spec.method_rows(manifest.method, _where(staging))
-        self._validate_row, self._known = rules.validate, rules.known_fields
+        self._validate_row, self._validate_page, self._known = rules.validate, rules.page, rules.known_fields
         self.seconds = 0.0
         self.repassed = False  # the rows were checked again from staging (files written anew)
         staging.remove("validated", CHECKED.format(self.spec.name))
@@ -397,12 +406,13 @@ class SourceCheck:
     def add(self, records: list[Any]) -> None:
         """Validate one answer's rows (without the rows it repeats from the previous answer)."""
         started = time.thread_time()
-        validate_row, writer = self._validate_row, self.writer
-        for record in records:
-            try:
-                validate_row(record, writer)
-            except Reject as exc:
-                writer.reject(str(exc), record)
+        validate_row, validate_page, writer = self._validate_row, self._validate_page, self.writer
+        if validate_page is None or not validate_page(records, writer):  # else: all plain, all written
+            for record in records:
+                try:
+                    validate_row(record, writer)
+                except Reject as exc:
+                    writer.reject(str(exc), record)
         self.rows_in += len(records)
         self.seconds += time.thread_time() - started
 

@@ -517,3 +517,107 @@ def test_a_cross_check_compares_every_key_of_either_source_and_shows_the_smalles
         (8, 0, 1),
         (2**62, 1, 0),
     ]
+
+
+# -- a whole answer at once: the same files as row by row -------------------------------------------
+
+
+def _plain_v2_rows(first_sku: int, count: int) -> list[dict]:
+    warehouses = ["ХОРУГВИНО_РФЦ", "Тверь_РФЦ", "PUSHKINO_2_RFC"]
+    return [
+        v2_row(sku, warehouses[sku % 3], free=sku % 7, promised=sku % 3, reserved=sku % 2)
+        for sku in range(first_sku, first_sku + count)
+    ]
+
+
+#: one row of a plain answer changed; the answer then goes row by row, kept or rejected as ever
+_NOT_PLAIN = {
+    "sku as digits": {"sku": "105"},
+    "sku zero": {"sku": 0},
+    "sku a bool": {"sku": True},
+    "sku a float": {"sku": 105.0},
+    "sku past int64": {"sku": 2**63},
+    "an unknown field": {"новое_поле": 1},
+    "a name to escape": {"warehouse_name": "A\tB"},
+    "a blank name": {"warehouse_name": "  "},
+    "a long name": {"warehouse_name": "Ж" * 600},
+    "a lone surrogate": {"warehouse_name": "A\ud800"},
+    "an item name to escape": {"item_name": "a\\b\nc"},
+    "an item name with NUL": {"item_name": "a\x00b"},
+    "an item name that is a number": {"item_name": 5},
+    "an item code that is a number": {"item_code": 5},
+    "a negative amount": {"reserved_amount": -1},
+    "an amount past int32": {"promised_amount": 2**31},
+    "an amount that is null": {"free_to_sell_amount": None},
+}
+
+
+def _outputs(staging: StagingArea) -> dict[str, bytes]:
+    """Every file validate wrote, and its report without timings."""
+    files = {
+        f"{folder}/{path.name}": path.read_bytes()
+        for folder in ("validated", "model")
+        for path in sorted(staging.dir(folder).iterdir())
+        if path.name != "report.json"
+    }
+    report = json.loads((staging.dir("validated") / "report.json").read_text())
+    for source in report["sources"].values():
+        source.pop("check_s", None)
+    files["report"] = json.dumps(report, sort_keys=True).encode()
+    return files
+
+
+def test_a_plain_answer_is_checked_at_once_and_writes_what_row_by_row_writes(tmp_path, monkeypatch):
+    """Answers that are plain (taken at once), not plain in each way a row can fail to be (row by
+    row), and rows repeated within and across answers: the same files, rejects and report either way."""
+    from dataclasses import replace
+
+    from ozon_inventory.sources import WAREHOUSE_STOCKS, v2_warehouse_page
+
+    answers = [v2(*_plain_v2_rows(100, 40)), v2(*_plain_v2_rows(140, 40), *_plain_v2_rows(150, 2))]
+    for number, (case, change) in enumerate(_NOT_PLAIN.items()):
+        rows = _plain_v2_rows(1000 + 10 * number, 5)
+        rows[2] = rows[2] | change
+        answers.append(v2(*rows))
+    answers.append(v2(*_plain_v2_rows(120, 1), {"sku": 5000, "warehouse_name": "Без сумм"}))
+    answers.append(v2())
+    path = "/v2/analytics/stock_on_warehouses"
+    rules = WAREHOUSE_STOCKS.methods[path]
+    taken: list[bool] = []
+
+    def page(rows, out):
+        taken.append(v2_warehouse_page(rows, out))
+        return taken[-1]
+
+    results = {}
+    for way, page_rule in (("at once", page), ("row by row", None)):
+        monkeypatch.setitem(WAREHOUSE_STOCKS.methods, path, replace(rules, page=page_rule))
+        staging = StagingArea(str(tmp_path / way), "acc", "20261122T100000Z")
+        stage(staging, "warehouse_stocks", path, *answers)
+        report = validate_run(staging)
+        results[way] = _outputs(staging)
+    # the first pass, then the pass that resolves the repeated keys (row by row, as it must)
+    first = taken[: len(answers)]
+    assert first == [True, True, *[False] * len(_NOT_PLAIN), True, True]
+    assert not any(taken[len(answers) :])
+    # SKU "105" and 105.0 are readable: they repeat SKU 105 of the first answer
+    assert [reason for _, reason, _ in rejects(staging)] == [
+        "duplicate row for sku 150 in warehouse 'ХОРУГВИНО_РФЦ'",
+        "duplicate row for sku 151 in warehouse 'Тверь_РФЦ'",
+        "duplicate row for sku 105 in warehouse 'ХОРУГВИНО_РФЦ'",
+        "sku out of range 1..9223372036854775807: 0",
+        "sku is not an integer: True",
+        "duplicate row for sku 105 in warehouse 'ХОРУГВИНО_РФЦ'",
+        "sku out of range 1..9223372036854775807: 9223372036854775808",
+        "warehouse_name is empty",
+        "warehouse_name holds a lone surrogate, which is not valid Unicode text",
+        "item_name is not a string: 5",
+        "item_code is not a string: 5",
+        "reserved_amount out of range 0..2147483647: -1",
+        "promised_amount out of range 0..2147483647: 2147483648",
+        "free_to_sell_amount is not an integer: None",
+        "duplicate row for sku 120 in warehouse 'ХОРУГВИНО_РФЦ'",
+    ]
+    rows_in = sum(len(answer["result"]["rows"]) for answer in answers)
+    assert report.sources["warehouse_stocks"].rows_valid == rows_in - 15
+    assert results["at once"] == results["row by row"]
