@@ -249,7 +249,7 @@ def _copy(
             f"account {staging.account}, run {staging.run_key}: {target} does not load into {file.table} "
             f"({str(exc).splitlines()[0]}): run validate and merge again; nothing was loaded"
         ) from exc
-    # No ANALYZE: with nested loops off (``bulk_plans``) every join is hashed or merged whatever the
+    # No ANALYZE: with nested loops and merge joins off (``bulk_plans``) every join is hashed whatever the
     # statistics say, and the planner sizes a never-analyzed table from its pages; the ANALYZEs of a
     # 100,000-product load took 0.3 s for no better plan.
 
