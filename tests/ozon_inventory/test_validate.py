@@ -575,7 +575,7 @@ def test_a_plain_answer_is_checked_at_once_and_writes_what_row_by_row_writes(tmp
     from ozon_inventory.sources import WAREHOUSE_STOCKS, v2_warehouse_page
 
     answers = [v2(*_plain_v2_rows(100, 40)), v2(*_plain_v2_rows(140, 40), *_plain_v2_rows(150, 2))]
-    for number, (case, change) in enumerate(_NOT_PLAIN.items()):
+    for number, change in enumerate(_NOT_PLAIN.values()):
         rows = _plain_v2_rows(1000 + 10 * number, 5)
         rows[2] = rows[2] | change
         answers.append(v2(*rows))
