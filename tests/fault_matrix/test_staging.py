@@ -159,15 +159,16 @@ def mounted(matrix):
 
 
 def fill(folder: Path) -> Path:
-    """Fill the file system of ``folder`` to the last byte."""
+    """Fill the file system of ``folder`` to the last byte: unbuffered, in ever smaller writes, so no
+    byte is left over for the close to write (how much space is left depends on what ran before)."""
     filler = folder / "filler.bin"
-    with filler.open("wb") as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 65536)
-                handle.flush()
-        except OSError:
-            pass
+    with filler.open("wb", buffering=0) as handle:
+        size = 65536
+        while size:
+            try:
+                handle.write(b"\0" * size)
+            except OSError:
+                size //= 2
     return filler
 
 
