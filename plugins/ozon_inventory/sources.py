@@ -430,10 +430,11 @@ def v2_warehouse_row(row: Any, out: RowSink) -> None:
 
 def v2_warehouse_page(rows: list[Any], out: RowSink) -> bool:
     """A whole /v2/analytics/stock_on_warehouses answer at once, column by column, when every row is
-    plainly valid: what ``v2_warehouse_row`` writes for each row, in the same order, at a fifth of its
-    cost (850 answers of 1,000 rows at 100,000 products). Any row that is not (a field the documents
-    do not list, a value a rule would change or refuse, a key that may have come before) returns
-    False with nothing written: the rows then go one by one, which gives each one its reason.
+    plainly valid: what ``v2_warehouse_row`` writes for each row, in the same order, for less CPU (the
+    warehouse fetch of 100,000 products, 850 answers of 1,000 rows, took 10.6 CPU-seconds row by row
+    and 5.0 with this and the client's page keys taken a column at a time). Any row that is not (a
+    field the documents do not list, a value a rule would change or refuse, a key that may have come
+    before) returns False with nothing written: the rows then go one by one, each with its reason.
     """
     if not all(type(row) is dict and V2_FIELDS.issuperset(row) for row in rows):
         return False
