@@ -76,9 +76,7 @@ class OzonMethod:
         """``key_of`` of each row, a column at a time (a thousand rows per answer)."""
         if not all(type(row) is dict for row in rows):
             return [self.key_of(row) for row in rows]
-        return list(
-            zip(*([str(value) for value in [row.get(k) for row in rows]] for k in self.row_key), strict=True)
-        )
+        return list(zip(*([str(row.get(k)) for row in rows] for k in self.row_key), strict=True))
 
     def rows(self, data: Any) -> list[Any]:
         """The answer's rows; ``ValueError`` when the answer does not have the documented shape."""

@@ -23,6 +23,8 @@ QUANTITY = (0, 2**31 - 1)
 #: key sits in the unique indexes of the history tables and of ``ozon_warehouse``.
 KEY_MAX_CHARS = 1000
 KEY_MAX_BYTES = 2000
+#: Key text this short fits an index whatever its characters (4 bytes of UTF-8 at most each): no count.
+_SURELY_SHORT = KEY_MAX_BYTES // 4
 #: An integer written with more digits than this is out of every range here (int64 has 19).
 _MAX_DIGITS = 40
 
@@ -71,7 +73,7 @@ def as_key(value: Any, name: str) -> str:
         raise Reject(f"{name} is not a string: {printable(repr(value))[:200]}")
     if not value or value.isspace():
         raise Reject(f"{name} is empty")
-    if len(value) > KEY_MAX_BYTES // 4:  # could be too long to index: count
+    if len(value) > _SURELY_SHORT:  # could be too long to index: count
         if len(value) > KEY_MAX_CHARS:
             raise Reject(f"{name} is longer than {KEY_MAX_CHARS} characters: {len(value)}")
         size = len(_utf8(value, name))
@@ -138,7 +140,7 @@ def plain_keys(values: list[Any]) -> bool:
     distinct = set(values)  # a page names a few dozen warehouses in a thousand rows
     return (
         {str} == set(map(type, distinct))
-        and all(text and not text.isspace() and len(text) <= KEY_MAX_BYTES // 4 for text in distinct)
+        and all(text and not text.isspace() and len(text) <= _SURELY_SHORT for text in distinct)
         and _CARE.search("".join(distinct)) is None
     )
 

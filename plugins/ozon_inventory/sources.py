@@ -458,7 +458,7 @@ def v2_warehouse_page(rows: list[Any], out: RowSink) -> bool:
     ):
         return False
     sku_text = list(map(str, skus))
-    if not out.seen.add_new(list(zip(sku_text, names, strict=True))):
+    if not out.seen.add_new(zip(sku_text, names, strict=True)):
         return False
     out.products.update(sku_text)
     sums = out.tally(FBO_FREE_TO_SELL)
