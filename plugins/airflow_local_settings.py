@@ -1,13 +1,13 @@
-"""Airflow's local settings for ozon-inventory: import, once, what every task would import itself.
+"""Airflow's local settings for ozon-inventory: import, once, the libraries every task would import itself.
 
 Airflow imports this module in each of its processes as it starts. LocalExecutor forks its workers
 from the scheduler and each task from a worker (Celery's prefork pool forks its children the same
-way), so a library imported here is already in memory when a task starts. The tasks that reach
-PostgreSQL (the fetches for the rate budget, validate, load, report) go through Airflow's Postgres
-hook, whose SQL provider imports ``sqlparse`` and ``psycopg2``: 0.1 s of every such task's start,
-four of them on a run's critical path. Airflow's own start already imports the other libraries the
-tasks use (numpy, aiohttp, psycopg 3, requests, orjson). Only libraries outside Airflow are imported
-here, because Airflow is still initialising while this module runs.
+way), so a library imported here is already in memory when a task starts. The tasks' own libraries
+(aiohttp and requests through the HTTP hook, psycopg 3 for the rate budget and the load, numpy for
+the page keys, orjson) and the Postgres hook's (``sqlparse``, ``psycopg2``) are 0.1-0.2 s of a task's
+start when each task imports them itself. Only libraries outside Airflow are imported here, because
+Airflow is still initialising while this module runs; the plugin (``ozon_inventory_plugin.py``)
+imports the package itself once Airflow is up.
 
 A deployment with its own ``airflow_local_settings`` (in ``$AIRFLOW_HOME/config``, which comes first
 on the path) keeps it; this module is then not imported, and the tasks import what they need, as
@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import importlib
 
-#: Third-party modules Airflow's Postgres hook imports and Airflow's start does not.
-PRELOADED = ("sqlparse", "psycopg2")
+#: Third-party modules the tasks import (directly or through Airflow's HTTP and Postgres hooks) and
+#: Airflow's own start does not.
+PRELOADED = ("aiohttp", "numpy", "orjson", "psycopg", "psycopg2", "requests", "requests_toolbelt", "sqlparse")
 
 for _name in PRELOADED:
     try:
