@@ -478,7 +478,8 @@ def _raise_alerts(
     except Exception as exc:  # noqa: BLE001 - the run's own outcome below must not be masked
         log.error("account %s: could not work out this run's alerts: %s", account, exc)
         return
-    alerts.send(fresh, context, settings.alert_email, settings.alert_notifier)
+    if fresh:  # the channels' settings are two Variables: read only when there is something to send
+        alerts.send(fresh, context, settings.alert_email, settings.alert_notifier)
 
 
 @task(retries=0)
