@@ -78,11 +78,28 @@ CREATE TEMP TABLE tmp_held_seller_warehouses (warehouse_id bigint) ON COMMIT DRO
 -- name: temp_rejects
 CREATE TEMP TABLE tmp_rejects (source text, reason text, record text) ON COMMIT DROP;
 
--- History, per history table: the first snapshot opens every row; later ones diff once against the
--- current rows. Keys in tmp_held_<table> (their new value was rejected) keep their current row,
+-- History, per history table: the first snapshot opens every row; later ones diff against the
+-- current rows and touch only what changed. The diff (diff_<table>) has two parts: the run's rows
+-- that are new or changed (diff_new_, a join from the run's rows to the current rows, which also
+-- runs chunk by chunk while the fetch streams the rows: load.Prestage), and the current rows the
+-- run no longer has (diff_vanished_, needed only when count_current_ says some are gone: run's
+-- rows - new keys < current rows; a run's keys are unique, validate rejects a repeated one).
+-- Keys in tmp_held_<table> (their new value was rejected) keep their current row,
 -- marked held_as_of = the as-of of the last load that confirmed it; a confirmed value clears it.
 -- %(not_provided)s lists the columns the run's method does not give: they keep the previous value
 -- and are not compared, so a fallback to another method rewrites no history.
+
+-- name: history_version
+-- What a diff made outside the load relies on: the loads that applied the source (each changes its
+-- current rows only in its own transaction) and the table's file (VACUUM FULL or CLUSTER move rows).
+SELECT coalesce((SELECT loads FROM ozon_source_state WHERE account = %(account)s AND source = %(source)s), 0),
+       pg_relation_filenode(%(history)s::regclass);
+
+-- name: probe_plans
+-- A chunk of the run's rows is joined to the current rows through their unique index: one probe
+-- per row of the chunk, however large the history (a hash join would read every current row for
+-- every chunk). Only for the chunk's transaction.
+SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off;
 
 -- name: has_current_stock_by_type
 SELECT EXISTS (SELECT 1 FROM ozon_stock_by_type_history WHERE account = %(account)s AND valid_to IS NULL);
@@ -93,22 +110,39 @@ INSERT INTO ozon_stock_by_type_history
 SELECT %(account)s, product_id, sku, stock_type, shipment_type, present, reserved, %(as_of)s, %(run_id)s
 FROM tmp_stock_by_type;
 
--- name: diff_stock_by_type
--- What changed against the current rows, found in one hash join on the key: new keys, changed
--- values (IS DISTINCT FROM, so NULLs compare) and vanished keys that are not held.
-CREATE TEMP TABLE diff_stock_by_type ON COMMIT DROP AS
-SELECT coalesce(t.sku, h.sku) AS sku, coalesce(t.stock_type, h.stock_type) AS stock_type,
-       coalesce(t.shipment_type, h.shipment_type) AS shipment_type,
-       h.sku IS NOT NULL AS was_current, t.sku IS NOT NULL AS is_current, h.row_ctid,
-       t.product_id, t.present, t.reserved
+-- name: diff_table_stock_by_type
+CREATE TEMP TABLE diff_stock_by_type (
+    sku bigint, stock_type text, shipment_type text, was_current boolean, is_current boolean, row_ctid tid,
+    product_id bigint, present integer, reserved integer
+) ON COMMIT DROP;
+
+-- name: diff_new_stock_by_type
+-- New keys and changed values (IS DISTINCT FROM, so NULLs compare), each with the address of the
+-- current row it replaces.
+INSERT INTO diff_stock_by_type
+    (sku, stock_type, shipment_type, was_current, is_current, row_ctid, product_id, present, reserved)
+SELECT t.sku, t.stock_type, t.shipment_type, h.sku IS NOT NULL, true, h.row_ctid, t.product_id, t.present,
+       t.reserved
 FROM tmp_stock_by_type t
-FULL JOIN (SELECT ctid AS row_ctid, * FROM ozon_stock_by_type_history WHERE account = %(account)s AND valid_to IS NULL) h
+LEFT JOIN (SELECT ctid AS row_ctid, * FROM ozon_stock_by_type_history WHERE account = %(account)s AND valid_to IS NULL) h
   ON h.sku = t.sku AND h.stock_type = t.stock_type AND h.shipment_type = t.shipment_type
-LEFT JOIN tmp_held_stock_by_type k
-  ON t.sku IS NULL AND k.sku = h.sku AND k.stock_type = h.stock_type AND k.shipment_type = h.shipment_type
-WHERE k.sku IS NULL
-  AND (h.sku IS NULL OR t.sku IS NULL
-       OR (t.product_id, t.present, t.reserved) IS DISTINCT FROM (h.product_id, h.present, h.reserved));
+WHERE h.sku IS NULL OR (t.product_id, t.present, t.reserved) IS DISTINCT FROM (h.product_id, h.present, h.reserved);
+
+-- name: diff_vanished_stock_by_type
+-- Current rows the run does not have, unless held.
+INSERT INTO diff_stock_by_type (sku, stock_type, shipment_type, was_current, is_current, row_ctid)
+SELECT h.sku, h.stock_type, h.shipment_type, true, false, h.ctid
+FROM ozon_stock_by_type_history h
+WHERE h.account = %(account)s AND h.valid_to IS NULL
+  AND NOT EXISTS (SELECT 1 FROM tmp_stock_by_type t
+                  WHERE t.sku = h.sku AND t.stock_type = h.stock_type AND t.shipment_type = h.shipment_type)
+  AND NOT EXISTS (SELECT 1 FROM tmp_held_stock_by_type k
+                  WHERE k.sku = h.sku AND k.stock_type = h.stock_type AND k.shipment_type = h.shipment_type);
+
+-- name: count_current_stock_by_type
+-- The current rows and the diff's new keys: with the run's rows, how many current rows it lacks.
+SELECT (SELECT count(*) FROM ozon_stock_by_type_history WHERE account = %(account)s AND valid_to IS NULL),
+       (SELECT count(*) FROM diff_stock_by_type WHERE is_current AND NOT was_current);
 
 -- name: close_stock_by_type
 -- The diff names the current rows it closes by their row address (ctid, stable within this
@@ -179,22 +213,27 @@ INSERT INTO ozon_stock_by_warehouse_history
 SELECT %(account)s, sku, warehouse_name, warehouse_id, free_to_sell, promised, reserved, %(as_of)s, %(run_id)s
 FROM tmp_stock_by_warehouse;
 
--- name: diff_stock_by_warehouse
+-- name: diff_table_stock_by_warehouse
 -- A column the run's method does not provide (%(not_provided)s: reserved for /v1/analytics/stocks,
 -- warehouse_id for /v2/analytics/stock_on_warehouses) keeps its current value and is not compared.
 -- warehouse_id names the warehouse, not its stock: an id learned or corrected for an unchanged row
--- is filled in place (fill_stock_by_warehouse), not recorded as a change.
-CREATE TEMP TABLE diff_stock_by_warehouse ON COMMIT DROP AS
-SELECT sku, warehouse_name, was_current, is_current, changed, row_ctid, warehouse_id, free_to_sell, promised,
-       reserved
+-- is filled in place (fill_stock_by_warehouse, the rows with changed = false), not recorded as a change.
+CREATE TEMP TABLE diff_stock_by_warehouse (
+    sku bigint, warehouse_name text, was_current boolean, is_current boolean, changed boolean, row_ctid tid,
+    warehouse_id bigint, free_to_sell integer, promised integer, reserved integer
+) ON COMMIT DROP;
+
+-- name: diff_new_stock_by_warehouse
+INSERT INTO diff_stock_by_warehouse
+    (sku, warehouse_name, was_current, is_current, changed, row_ctid, warehouse_id, free_to_sell, promised,
+     reserved)
+SELECT sku, warehouse_name, was_current, true, changed, row_ctid, warehouse_id, free_to_sell, promised, reserved
 FROM (
-    SELECT *, (NOT was_current OR NOT is_current
+    SELECT *, (NOT was_current
                OR (free_to_sell, promised, reserved) IS DISTINCT FROM (old_free_to_sell, old_promised, old_reserved))
               AS changed
     FROM (
-        SELECT coalesce(t.sku, h.sku) AS sku, coalesce(t.warehouse_name, h.warehouse_name) AS warehouse_name,
-               h.sku IS NOT NULL AS was_current, t.sku IS NOT NULL AS is_current, k.sku IS NOT NULL AS held,
-               h.row_ctid,
+        SELECT t.sku, t.warehouse_name, h.sku IS NOT NULL AS was_current, h.row_ctid,
                CASE WHEN 'warehouse_id' = ANY(%(not_provided)s::text[]) THEN h.warehouse_id
                     ELSE t.warehouse_id END AS warehouse_id,
                t.free_to_sell, t.promised,
@@ -202,14 +241,26 @@ FROM (
                h.warehouse_id AS old_warehouse_id, h.free_to_sell AS old_free_to_sell, h.promised AS old_promised,
                h.reserved AS old_reserved
         FROM tmp_stock_by_warehouse t
-        FULL JOIN (SELECT ctid AS row_ctid, * FROM ozon_stock_by_warehouse_history
+        LEFT JOIN (SELECT ctid AS row_ctid, * FROM ozon_stock_by_warehouse_history
                    WHERE account = %(account)s AND valid_to IS NULL) h
           ON h.sku = t.sku AND h.warehouse_name = t.warehouse_name
-        LEFT JOIN tmp_held_stock_by_warehouse k
-          ON t.sku IS NULL AND k.sku = h.sku AND k.warehouse_name = h.warehouse_name
     ) j
 ) d
-WHERE NOT held AND (changed OR warehouse_id IS DISTINCT FROM old_warehouse_id);
+WHERE changed OR warehouse_id IS DISTINCT FROM old_warehouse_id;
+
+-- name: diff_vanished_stock_by_warehouse
+INSERT INTO diff_stock_by_warehouse (sku, warehouse_name, was_current, is_current, changed, row_ctid)
+SELECT h.sku, h.warehouse_name, true, false, true, h.ctid
+FROM ozon_stock_by_warehouse_history h
+WHERE h.account = %(account)s AND h.valid_to IS NULL
+  AND NOT EXISTS (SELECT 1 FROM tmp_stock_by_warehouse t WHERE t.sku = h.sku AND t.warehouse_name = h.warehouse_name)
+  AND NOT EXISTS (SELECT 1 FROM tmp_held_stock_by_warehouse k
+                  WHERE k.sku = h.sku AND k.warehouse_name = h.warehouse_name);
+
+-- name: count_current_stock_by_warehouse
+-- The current rows and the diff's new keys: with the run's rows, how many current rows it lacks.
+SELECT (SELECT count(*) FROM ozon_stock_by_warehouse_history WHERE account = %(account)s AND valid_to IS NULL),
+       (SELECT count(*) FROM diff_stock_by_warehouse WHERE is_current AND NOT was_current);
 
 -- name: close_stock_by_warehouse
 UPDATE ozon_stock_by_warehouse_history SET valid_to = %(as_of)s
@@ -281,11 +332,12 @@ DELETE FROM ozon_warehouse w WHERE w.account = %(account)s AND w.kind = 'seller'
   AND NOT EXISTS (SELECT 1 FROM tmp_held_seller_warehouses k WHERE 'seller:' || k.warehouse_id::text = w.warehouse_key);
 
 -- name: upsert_source_state
-INSERT INTO ozon_source_state (account, source, as_of, run_id, method, rows, products)
-VALUES (%(account)s, %(source)s, %(as_of)s, %(run_id)s, %(method)s, %(rows)s, %(products)s)
+-- ``loads`` counts the loads that applied the source (history_version).
+INSERT INTO ozon_source_state AS st (account, source, as_of, run_id, method, rows, products, loads)
+VALUES (%(account)s, %(source)s, %(as_of)s, %(run_id)s, %(method)s, %(rows)s, %(products)s, 1)
 ON CONFLICT (account, source) DO UPDATE
 SET as_of = EXCLUDED.as_of, run_id = EXCLUDED.run_id, method = EXCLUDED.method, rows = EXCLUDED.rows,
-    products = EXCLUDED.products;
+    products = EXCLUDED.products, loads = st.loads + 1;
 
 -- name: delete_run_rejects
 DELETE FROM ozon_reject WHERE account = %(account)s AND run_id = %(run_id)s;

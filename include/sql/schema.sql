@@ -159,6 +159,18 @@ BEGIN
 END
 $$;
 
+-- Version 4: every load that applies a source counts itself in ``loads``. A diff the fetch made
+-- against the current rows (``load.Prestage``) is used only if the count has not moved since: no
+-- other load changed those rows, so the row addresses the diff names are still theirs.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM ozon_schema_version WHERE version = 4) THEN
+        ALTER TABLE ozon_source_state ADD COLUMN IF NOT EXISTS loads bigint NOT NULL DEFAULT 0;
+        INSERT INTO ozon_schema_version (version) VALUES (4);
+    END IF;
+END
+$$;
+
 CREATE OR REPLACE VIEW ozon_stock_by_type AS
 SELECT account, product_id, sku, stock_type, shipment_type, present, reserved, valid_from AS changed_at,
        held_as_of

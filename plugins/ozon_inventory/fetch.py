@@ -232,10 +232,10 @@ class _Checking:
         if self.check is not None and prestage_dsn and self.check.spec.rows in self.check.spec.loads:
             from ozon_inventory.load import Prestage as Stream
 
-            rows = self.check.spec.rows
+            spec = self.check.spec
             try:
-                self.prestage = Stream(prestage_dsn, staging, rows)
-                self.check.writer.mirror = (rows.name, self._stream)
+                self.prestage = Stream(prestage_dsn, staging, spec, m.path)
+                self.check.writer.mirror = (spec.rows.name, self._stream)
             except Exception as exc:  # noqa: BLE001 - the load copies the file instead
                 self._unstream(exc)
 
@@ -256,8 +256,9 @@ class _Checking:
                 self._unstream("the rows were checked again")
             else:
                 try:
-                    table, rows = stream.finish()
+                    table, rows, diff = stream.finish()
                     report.prestaged = {stream.file.name: [table, rows]}
+                    report.diffed = {stream.file.name: diff} if diff else {}
                 except Exception as exc:  # noqa: BLE001 - the load copies the file instead
                     self._unstream(exc)
         check.store(report, tallies)

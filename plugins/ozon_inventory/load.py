@@ -22,11 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from queue import SimpleQueue
 from typing import Any
 
 import psycopg
@@ -40,6 +42,7 @@ from ozon_inventory.validate import LoadedState, SourceReport, ValidationReport
 log = logging.getLogger(__name__)
 
 _COPY_CHUNK = 1 << 20
+_DIFF_WAIT_S = 120.0  # the last chunk's diff takes well under a second; past this, the load makes it
 
 
 def ensure_schema(conn: Any) -> None:
@@ -197,17 +200,25 @@ def _apply_source(
     prepared: _Prepared | None = None,
 ) -> None:
     """Copy the source's files, keep its history change-only, run its statements, record its state."""
+    streamed = set(prepared.streamed) if prepared is not None else set()
     if prepared is None:
         for file in spec.loads:
-            if (streamed := _prestaged(cur, source, file)) is not None:
-                _read_as(cur, file.table, streamed)
+            if (table := _prestaged(cur, source, file)) is not None:
+                _read_as(cur, file.table, table)
+                streamed.add(file.name)
             else:
                 _copy(cur, sql, staging, file)
-    for table in spec.history:
-        ready = prepared.history.get(table.name) if prepared is not None else None
-        _apply_history(
-            cur, sql, table.name, params | {"not_provided": not_provided(spec, source)}, result, ready
-        )
+    history = params | {"not_provided": not_provided(spec, source), "source": spec.name}
+    for file in spec.history:
+        ready = prepared.history.get(file.name) if prepared is not None else None
+        vanished = False
+        if (
+            ready is None
+            and file.name in streamed
+            and (fetched := _fetched_diff(cur, sql, file, source, history))
+        ):
+            ready, vanished = fetched
+        _apply_history(cur, sql, file, history, result, ready, vanished, source.files.get(file.file))
     for name in spec.apply:
         cur.execute(sql[name], params)
     cur.execute(
@@ -272,57 +283,221 @@ def prestaged_table(account: str, run_key: str, file: ModelFile) -> str:
     return f"ozon_pre_{key}_{file.name}"
 
 
+def prestaged_diff(account: str, run_key: str, file: ModelFile) -> str:
+    """The unlogged table a fetch diffs ``file`` of the account's run into (``_Differ``)."""
+    return prestaged_table(account, run_key, file).replace("_pre_", "_prediff_", 1)
+
+
 def drop_prestaged(cur: Any, account: str, run_key: str) -> None:
-    """Drop the tables the run's fetches streamed into (and any view on them)."""
-    names = [prestaged_table(account, run_key, spec.rows) for spec in REGISTRY]
+    """Drop the tables the run's fetches streamed into and diffed into (and any view on them)."""
+    names = [
+        name(account, run_key, spec.rows) for spec in REGISTRY for name in (prestaged_table, prestaged_diff)
+    ]
     cur.execute(f"DROP TABLE IF EXISTS {', '.join(names)} CASCADE")
 
 
 class Prestage:
-    """A source's rows file streamed into an unlogged table of the target database while the fetch
-    writes it: one COPY kept open for the whole fetch, fed each chunk the check writes to the file.
+    """A source's rows file streamed into the target database while the fetch writes it, and, for a
+    history file, diffed there against the account's current rows as it lands.
 
     The fetch waits for Ozon's rate budget most of the time; the database parses the rows then, on
-    the other core, instead of in the load after the last page (0.5 s at 850,000 rows). The load
-    reads the table when it holds exactly the rows of the file it was told of
-    (``SourceReport.prestaged``), and else copies the file as ever; it drops the table in its
-    transaction, and ``report`` drops what a failed run left.
+    the other core, instead of in the load after the last page (0.5 s at 850,000 rows). The rows go
+    in chunks of ``CHUNK_ROWS``, each COPYed into its own unlogged table inheriting the source's
+    table (``prestaged_table``), so that the load reads them all under one name. A history file's
+    chunks are diffed as they commit (:class:`_Differ`), which leaves the load only its last part.
+
+    The load reads the table when it holds exactly the rows of the file it was told of
+    (``SourceReport.prestaged``), and else copies the file as ever; it uses the diff only when the
+    current rows are provably those the diff was made against (``SourceReport.diffed``); it drops
+    the tables in its transaction, and ``report`` drops what a failed run left.
     """
 
-    def __init__(self, dsn: str, staging: StagingArea, file: ModelFile):
-        self.file, self._dsn = file, dsn
-        self.table = prestaged_table(staging.account, staging.run_key, file)
+    CHUNK_ROWS = 50_000
+
+    def __init__(self, dsn: str, staging: StagingArea, spec: SourceSpec, method: str):
+        self.file, self._dsn = spec.rows, dsn
+        self.table = prestaged_table(staging.account, staging.run_key, spec.rows)
+        self.rows, self._chunks, self._chunk_rows = 0, 0, 0
+        self._differ: _Differ | None = None
         self.conn = psycopg.connect(dsn, autocommit=True, application_name="ozon_inventory prestage")
         try:
             self.cur = self.conn.cursor()
+            diff = prestaged_diff(staging.account, staging.run_key, spec.rows)
             with self.conn.transaction():
-                self.cur.execute(f"DROP TABLE IF EXISTS {self.table} CASCADE")
-                _create_unlogged(self.cur, statements("load"), file, self.table)
-            self._stream = self.cur.copy(file.copy_sql(self.table))
-            self._copy = self._stream.__enter__()
+                self.cur.execute(f"DROP TABLE IF EXISTS {self.table}, {diff} CASCADE")
+                _create_unlogged(self.cur, statements("load"), self.file, self.table)
+            if spec.rows in spec.history:
+                self._differ = _Differ(dsn, staging.account, spec, method, self.table, diff)
+            self._open_chunk()
         except BaseException:
-            self.conn.close()
+            self._close()
             raise
+
+    def _open_chunk(self) -> None:
+        self._chunks += 1
+        self._chunk = f"{self.table}_{self._chunks}"
+        self.cur.execute(f"CREATE UNLOGGED TABLE {self._chunk} () INHERITS ({self.table})")
+        self._stream = self.cur.copy(self.file.copy_sql(self._chunk))
+        self._copy = self._stream.__enter__()
+        self._chunk_rows = 0
+
+    def _close_chunk(self) -> None:
+        """End the chunk's COPY (committing it) and hand it to the differ."""
+        self._stream.__exit__(None, None, None)
+        self.rows += self.cur.rowcount
+        if self._differ is not None:
+            self._differ.add(self._chunk)
 
     def write(self, text: str) -> None:
         self._copy.write(text)
+        self._chunk_rows += text.count("\n")  # COPY text escapes a newline inside a value
+        if self._chunk_rows >= self.CHUNK_ROWS:
+            self._close_chunk()
+            self._open_chunk()
 
-    def finish(self) -> tuple[str, int]:
-        """End the COPY (committing it); the table and its rows."""
+    def finish(self) -> tuple[str, int, dict[str, Any] | None]:
+        """End the last COPY; the table, its rows, and the diff (None: none was made)."""
         try:
-            self._stream.__exit__(None, None, None)
-            return self.table, self.cur.rowcount
+            self._close_chunk()
+            return self.table, self.rows, self._differ.finish(self.rows) if self._differ else None
         finally:
-            self.conn.close()
+            self._close()
 
     def abandon(self) -> None:
-        """Stop streaming and drop the table (best effort: the load ignores a table it was not told of)."""
-        self.conn.close()  # ends the COPY, which the server then rolls back
+        """Stop streaming and drop the tables (best effort: the load ignores a table it was not told of)."""
+        self._close()  # ends the COPY, which the server then rolls back
         try:
             with psycopg.connect(self._dsn, autocommit=True) as conn:
-                conn.execute(f"DROP TABLE IF EXISTS {self.table} CASCADE")
+                names = [self.table, *([self._differ.table] if self._differ else [])]
+                conn.execute(f"DROP TABLE IF EXISTS {', '.join(names)} CASCADE")
         except psycopg.Error:  # left for report (or the run's next fetch) to drop
             log.debug("dropping %s", self.table, exc_info=True)
+
+    def _close(self) -> None:
+        if self._differ is not None:
+            self._differ.stop()
+        self.conn.close()
+
+
+class _Differ:
+    """A history file's diff against the account's current rows (``diff_new_<file>``), made chunk by
+    chunk on its own connection and thread while the fetch streams the rows, into an unlogged table.
+
+    It is made outside the load's transaction, so the load uses it only if nothing could have
+    changed the current rows since: the ``history_version`` read before the first chunk and after
+    the last one must be equal (no load of the source committed while the chunks were diffed), and
+    the load finds it equal again under the account's lock. A first snapshot or held rows (the load
+    rewrites them before its diff) leave the diff to the load. Any failure only costs the advance:
+    the load then makes the diff itself.
+    """
+
+    def __init__(self, dsn: str, account: str, spec: SourceSpec, method: str, chunks: str, table: str):
+        self.table, self._dsn = table, dsn
+        self._name = spec.rows.name
+        self._params = {
+            "account": account,
+            "source": spec.name,
+            "history": f"ozon_{self._name}_history",
+            "not_provided": sorted(spec.method_rows(method).not_provided),
+        }
+        self._queue: SimpleQueue[str | None] = SimpleQueue()
+        self._outcome: dict[str, Any] | None = None
+        self._why = "not finished"
+        self._thread = threading.Thread(target=self._run, name="ozon-prestage-diff", daemon=True)
+        self._thread.start()
+
+    def add(self, chunk: str) -> None:
+        self._queue.put(chunk)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def finish(self, rows: int) -> dict[str, Any] | None:
+        """Wait for the last chunk's diff; what the load needs to check and use it, or None."""
+        self.stop()
+        self._thread.join(_DIFF_WAIT_S)
+        outcome = self._outcome
+        if self._thread.is_alive() or outcome is None:
+            why = "still diffing" if self._thread.is_alive() else self._why
+            log.info("%s: no diff made while fetching (%s); the load makes it", self._name, why)
+            return None
+        current, new_keys = outcome.pop("current"), outcome.pop("new_keys")
+        # the run's keys are unique: each of the others matched one current row
+        return outcome | {"vanished": current - (rows - new_keys)}
+
+    def _run(self) -> None:
+        try:
+            with psycopg.connect(
+                self._dsn, autocommit=True, application_name="ozon_inventory prestage diff"
+            ) as conn:
+                self._outcome = self._diff(conn.cursor(), statements("load"))
+        except Exception as exc:  # noqa: BLE001 - the load makes the diff itself
+            self._why = f"{type(exc).__name__}: {exc}"
+
+    def _diff(self, cur: Any, sql: dict[str, str]) -> dict[str, Any] | None:
+        name, params = self._name, self._params
+        cur.execute(sql["history_version"], params)
+        version = list(cur.fetchone())
+        cur.execute(sql[f"has_current_{name}"], params)
+        if not cur.fetchone()[0]:
+            self._why = "a first snapshot"
+            return None
+        cur.execute(sql[f"has_held_{name}"], params)
+        if cur.fetchone()[0]:
+            self._why = "held rows, which the load rewrites first"
+            return None
+        with cur.connection.transaction():
+            cur.execute(sql[f"diff_table_{name}"])
+            cur.execute(f"CREATE UNLOGGED TABLE {self.table} (LIKE diff_{name})")
+            cur.execute(f"DROP TABLE diff_{name}")
+        _read_as(cur, f"diff_{name}", self.table)  # the statements insert through the view
+        while (chunk := self._queue.get()) is not None:
+            with cur.connection.transaction():
+                cur.execute(sql["probe_plans"])
+                cur.execute(f"CREATE OR REPLACE TEMP VIEW tmp_{name} AS SELECT * FROM {chunk}")
+                cur.execute(sql[f"diff_new_{name}"], params)
+        cur.execute(sql[f"count_current_{name}"], params)
+        current, new_keys = cur.fetchone()
+        cur.execute(sql["history_version"], params)
+        if list(cur.fetchone()) != version:
+            self._why = "a load of the source committed meanwhile"
+            return None
+        return {
+            "table": self.table,
+            "version": version,
+            "not_provided": params["not_provided"],
+            "current": current,
+            "new_keys": new_keys,
+        }
+
+
+def _fetched_diff(
+    cur: Any, sql: dict[str, str], file: ModelFile, source: SourceReport, params: dict[str, Any]
+) -> tuple[str, bool] | None:
+    """The diff the fetch made of ``file`` (``_Differ``) and whether rows vanished since, when it
+    holds for the current rows: none changed since it was made (``history_version``, read under
+    the account's lock), none is held, the method's columns are the same. Else None: the load
+    makes the diff. Called only when the load reads the rows the fetch streamed (the diff's rows)."""
+    made = source.diffed.get(file.name)
+    if not made:
+        return None
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (made["table"],))
+    why = None if cur.fetchone()[0] else "its table is gone"
+    if why is None:
+        cur.execute(sql["history_version"], params | {"history": f"ozon_{file.name}_history"})
+        if list(cur.fetchone()) != made["version"]:
+            why = "the current rows changed since (a load, or the table was rewritten)"
+    if why is None:
+        cur.execute(sql[f"has_held_{file.name}"], params)
+        if cur.fetchone()[0] or made["vanished"] < 0 or made["not_provided"] != params["not_provided"]:
+            why = "held rows, or another method"
+    if why is not None:
+        log.info("%s: the diff made while fetching is not used (%s); made here", file.name, why)
+        return None
+    log.info(
+        "%s: the diff made while fetching is used (current rows gone since: %d)", file.name, made["vanished"]
+    )
+    return made["table"], made["vanished"] > 0
 
 
 def _prestaged(cur: Any, source: SourceReport, file: ModelFile) -> str | None:
@@ -377,7 +552,9 @@ class _Ahead:
     ) -> _Ahead | None:
         """Prepare the source with the most rows among those with history, if another source is
         applied meanwhile (alone, there is nothing to overlap)."""
-        candidates = [(s, r, p) for s, r, p in applying if s.history]
+        candidates = [
+            (s, r, p) for s, r, p in applying if s.history and not all(f.name in r.diffed for f in s.history)
+        ]
         if len(applying) < 2 or not candidates:
             return None
         spec, source, params = max(candidates, key=lambda c: c[1].rows_valid)
@@ -460,7 +637,7 @@ def _prepare(
             cur.execute(sql[f"has_held_{table.name}"], params)
             if not current or cur.fetchone()[0]:
                 continue
-            cur.execute(sql[f"diff_{table.name}"], params)
+            _make_diff(cur, sql, table.name, params, source.files.get(table.file))
             cur.execute(f"CREATE UNLOGGED TABLE {diffs[table.name]} AS TABLE diff_{table.name}")
             prepared.history[table.name] = diffs[table.name]
         prepared.seconds["diff"] = time.monotonic() - started - prepared.seconds["copy"]
@@ -475,21 +652,27 @@ def not_provided(spec: SourceSpec, source: SourceReport) -> list[str]:
 def _apply_history(
     cur: Any,
     sql: dict[str, str],
-    name: str,
+    file: ModelFile,
     params: dict[str, Any],
     result: LoadResult,
     ready: str | None = None,
+    vanished: bool = False,
+    rows: int | None = None,
 ) -> None:
     """Close the current rows that changed or vanished and open rows for the new values.
 
     The first snapshot of an account opens every row straight from the temp table; later ones
     diff against the current rows once and touch only what changed. Held keys (their new value was
     rejected) keep their current row, marked; a held row confirmed by this run is unmarked.
-    ``ready``: the diff was made ahead, in this table (``_Ahead``): the account had current rows and
-    none of them held.
+    ``ready``: the diff was made ahead, in this table (``_Ahead``, or the fetch's ``_Differ``): the
+    account had current rows and none of them held; ``vanished``: it lacks the current rows that
+    vanished since. ``rows``: the run's rows of ``file``, if known.
     """
+    name = file.name
     if ready is not None:
         _read_as(cur, f"diff_{name}", ready)
+        if vanished:
+            cur.execute(sql[f"diff_vanished_{name}"], params)
     else:
         cur.execute(sql[f"has_current_{name}"], params)
         if not cur.fetchone()[0]:
@@ -499,7 +682,7 @@ def _apply_history(
         cur.execute(sql[f"has_held_{name}"], params)
         if cur.fetchone()[0]:
             cur.execute(sql[f"confirm_{name}"], params)
-        cur.execute(sql[f"diff_{name}"], params)
+        _make_diff(cur, sql, name, params, rows)
     cur.execute(sql["tid_plans"])  # close by the row addresses the diff found: no scan of the history
     cur.execute(sql[f"close_{name}"], params)
     result.history_closed += cur.rowcount
@@ -509,6 +692,19 @@ def _apply_history(
     if f"fill_{name}" in sql:  # attributes learned for unchanged rows, filled in place
         cur.execute(sql[f"fill_{name}"], params)
     cur.execute(sql[f"hold_{name}"], params)
+
+
+def _make_diff(cur: Any, sql: dict[str, str], name: str, params: dict[str, Any], rows: int | None) -> None:
+    """``diff_<name>``: the run's new and changed rows, then the current rows it lacks, looked for
+    only when some are gone (``rows``, the run's rows, unknown: always)."""
+    cur.execute(sql[f"diff_table_{name}"])
+    cur.execute(sql[f"diff_new_{name}"], params)
+    if rows is not None:
+        cur.execute(sql[f"count_current_{name}"], params)
+        current, new_keys = cur.fetchone()
+        if current == rows - new_keys:  # the run's keys are unique: each other one matched a current row
+            return
+    cur.execute(sql[f"diff_vanished_{name}"], params)
 
 
 def _load_rejects(cur: Any, sql: dict[str, str], staging: StagingArea, base: dict[str, Any]) -> None:

@@ -10,7 +10,8 @@ A spec says everything the stages need to know about its source, and nothing els
   ``COPY tmp_<name> (<columns>) FROM STDIN`` from them (the temp tables' DDL is
   ``-- name: temp_<name>`` in ``include/sql/load.sql``, with the same column names);
 - how load applies it: the history tables it keeps change-only (sections ``has_current_<file>``,
-  ``first_``, ``diff_``, ``close_``, ``open_``, ``hold_``, ``has_held_``, ``confirm_``, and ``fill_``
+  ``first_``, ``diff_table_``, ``diff_new_``, ``diff_vanished_``, ``count_current_``, ``close_``,
+  ``open_``, ``hold_``, ``has_held_``, ``confirm_``, and ``fill_``
   where a table has attributes that are filled in place) and the
   further ``load.sql`` sections it runs, in order;
 - what the shrink guard counts for it, and which ledger figures its counts fill.

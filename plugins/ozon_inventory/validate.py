@@ -95,6 +95,9 @@ class SourceReport:
     #: model file -> [unlogged table, rows]: the fetch streamed the file into the target database as
     #: it wrote it (``fetch._Prestage``); the load reads it there instead of copying the file
     prestaged: dict[str, list[Any]] = field(default_factory=dict)
+    #: history file -> the diff the fetch made of the streamed rows against the current rows
+    #: (``load._Differ``): its table, what it assumed of the current rows, how many of them vanished
+    diffed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass

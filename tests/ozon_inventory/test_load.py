@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, ClassVar
 
 import psycopg
@@ -14,6 +15,7 @@ from ozon_inventory.merge import merge_run
 from ozon_inventory.methods import V1_ANALYTICS_STOCKS, V2_STOCK_ON_WAREHOUSES, V2_WAREHOUSE_LIST, V4_STOCKS
 from ozon_inventory.staging import StagingArea
 from ozon_inventory.validate import validate_run
+from tests.conftest import CLIENT_ID
 from tests.ozon_inventory.test_validate import item, seller_list, stage, stock, v1, v1_row, v2, v2_row, v4
 
 METHOD = {"stocks": V4_STOCKS, "warehouse_stocks": V2_STOCK_ON_WAREHOUSES, "warehouses": V2_WAREHOUSE_LIST}
@@ -373,3 +375,151 @@ def test_a_source_prepared_on_a_second_connection_loads_exactly_what_one_connect
             assert said.count("preparing warehouse_stocks on a second connection failed") == len(runs)
     assert outcome[second] == outcome["one"]
     assert len(outcome["one"]["ozon_stock_by_warehouse_history"]) >= 6  # the runs did change things
+
+
+# -- the diff made while fetching (load.Prestage, load._Differ) -----------------------------------
+
+HISTORY = {
+    "ozon_stock_by_type_history": "account, sku, stock_type, shipment_type, valid_from",
+    "ozon_stock_by_warehouse_history": "account, sku, warehouse_name, valid_from",
+    "ozon_product": "account, product_id",
+    "ozon_sku": "account, sku",
+    "ozon_warehouse": "account, warehouse_key",
+}
+
+
+class _TwoWays:
+    """Each run fetched once, with its rows streamed (and diffed) into one database, then loaded
+    into that database and, from the same staged files, into a second one where nothing was streamed."""
+
+    def __init__(self, simulator: Any, pg_server: Any, root: Any):
+        from tests.ozon_inventory.test_fetch import new_client
+
+        self.client, self.root, self.runs = new_client(simulator), root, 0
+        self.dsn = {}
+        for way in ("streamed", "copied"):
+            with psycopg.connect(pg_server.dsn, autocommit=True) as admin:
+                admin.execute(f'CREATE DATABASE "{root.name}_{way}"')
+            self.dsn[way] = f"postgresql://{pg_server.user}@127.0.0.1:{pg_server.port}/{root.name}_{way}"
+            with psycopg.connect(self.dsn[way]) as conn:
+                ensure_schema(conn)
+
+    def fetch(self) -> tuple[StagingArea, str]:
+        from ozon_inventory.fetch import fetch_source
+        from ozon_inventory.staging import SOURCES
+
+        self.runs += 1
+        staging = StagingArea(str(self.root), "acc", f"20261122T{self.runs:02d}0000Z")
+        for source in SOURCES:
+            fetch_source(self.client, staging, source, check_pages=True, prestage_dsn=self.dsn["streamed"])
+        return staging, f"run-{self.runs}"
+
+    def load(self, staging: StagingArea, run_id: str) -> None:
+        for way in ("streamed", "copied"):
+            with psycopg.connect(self.dsn[way]) as conn:
+                report = validate_run(staging, previous_counts(conn, "acc"), allow_shrink=True)
+                merge_run(staging, report)
+                load_run(
+                    conn, staging, report, run_id, connect=lambda way=way: psycopg.connect(self.dsn[way])
+                )
+
+    def tables(self, way: str) -> dict[str, list[tuple]]:
+        with psycopg.connect(self.dsn[way]) as conn:
+            # runs a second apart: a key's rows can share a valid_from, so whole rows break the tie
+            return {
+                t: rows(conn, f"SELECT * FROM {t} ORDER BY {key}, {t}::text") for t, key in HISTORY.items()
+            }
+
+    def leftovers(self) -> list[tuple]:
+        with psycopg.connect(self.dsn["streamed"]) as conn:
+            return rows(conn, "SELECT tablename FROM pg_tables WHERE tablename LIKE %s", "ozon\\_pre%")
+
+
+def test_a_diff_made_while_fetching_loads_exactly_what_the_load_makes_itself(
+    simulator, pg_server, tmp_path, monkeypatch, caplog
+):
+    """Changed, vanished, new and held rows, a held row confirmed: with the rows streamed in chunks
+    and diffed as they land, the history ends exactly as when the load copies the files and diffs
+    them itself; the diff made while fetching is used whenever it holds, and never left behind."""
+    from ozon_inventory import load
+
+    monkeypatch.setattr(load.Prestage, "CHUNK_ROWS", 60)  # 511 warehouse rows: 9 chunks
+    caplog.set_level(logging.INFO, logger="ozon_inventory.load")
+    catalogue = simulator.sim.accounts[CLIENT_ID].catalogue
+
+    def hold() -> None:  # a value the check rejects: the row keeps its last good one
+        catalogue.rows[0].free_to_sell = -3
+        catalogue.version += 1
+
+    def confirm() -> None:
+        catalogue.rows[0].free_to_sell = 2
+        catalogue.version += 1
+
+    steps = {
+        "first": lambda: None,
+        "changed": lambda: catalogue.change_stock(0.2),
+        "vanished": lambda: catalogue.remove_products(5),
+        "new": catalogue.insert_product_first,
+        "held": hold,
+        "confirmed": confirm,
+        "unchanged": lambda: None,
+    }
+    ways = _TwoWays(simulator, pg_server, tmp_path)
+    used = {}
+    for step, change in steps.items():
+        change()
+        caplog.clear()
+        ways.load(*ways.fetch())
+        used[step] = sorted(set(re.findall(r"(\w+): the diff made while fetching is used", caplog.text)))
+        assert ways.tables("streamed") == ways.tables("copied"), step
+        assert ways.leftovers() == [], step
+    both = ["stock_by_type", "stock_by_warehouse"]
+    # the first snapshot has nothing to diff; the run after the held one diffs in the load (it
+    # rewrites the held row first); the others use the fetch's diff, vanished and held keys included
+    assert used == {
+        "first": [],
+        "changed": both,
+        "vanished": both,
+        "new": both,
+        "held": both,
+        "confirmed": ["stock_by_type"],
+        "unchanged": both,
+    }
+    history = ways.tables("copied")["ozon_stock_by_warehouse_history"]
+    assert sum(1 for row in history if row[8] is not None) > 100  # the runs did close rows
+
+
+def test_a_diff_made_while_fetching_is_not_used_once_the_current_rows_may_have_moved(
+    simulator, pg_server, tmp_path, caplog
+):
+    """A load that committed after the fetch's diff (two runs fetched, loaded in turn) and a
+    rewrite of the table (VACUUM FULL moves every row): the diff's row addresses are no longer
+    provably the current rows', so the load makes its own, and the history stays exact."""
+    caplog.set_level(logging.INFO, logger="ozon_inventory.load")
+    catalogue = simulator.sim.accounts[CLIENT_ID].catalogue
+    ways = _TwoWays(simulator, pg_server, tmp_path)
+    ways.load(*ways.fetch())
+    catalogue.change_stock(0.2, seed=2)
+    earlier = ways.fetch()
+    catalogue.change_stock(0.2, seed=3)
+    later = ways.fetch()
+    caplog.clear()
+    ways.load(*earlier)
+    assert caplog.text.count("the diff made while fetching is used") == 2
+    caplog.clear()
+    ways.load(*later)
+    moved = "the diff made while fetching is not used (the current rows changed since"
+    assert caplog.text.count(moved) == 2  # made before ``earlier`` loaded
+    assert ways.tables("streamed") == ways.tables("copied")
+
+    catalogue.change_stock(0.2, seed=4)
+    rewritten = ways.fetch()
+    with psycopg.connect(ways.dsn["streamed"], autocommit=True) as conn:
+        conn.execute("VACUUM FULL ozon_stock_by_warehouse_history")
+    caplog.clear()
+    ways.load(*rewritten)
+    assert (
+        caplog.text.count(moved) == 1 and "stock_by_type: the diff made while fetching is used" in caplog.text
+    )
+    assert ways.tables("streamed") == ways.tables("copied")
+    assert ways.leftovers() == []

@@ -12,7 +12,19 @@ from ozon_inventory.methods import AUTO_ORDER, METHODS
 from ozon_inventory.sources import CHECKS, JOINS, REGISTRY, REJECTS, SOURCES, ModelFile, owner, spec
 from ozon_inventory.sql import statements
 
-HISTORY_STEPS = ("has_current", "first", "diff", "close", "open", "hold", "has_held", "confirm")
+HISTORY_STEPS = (
+    "has_current",
+    "first",
+    "diff_table",
+    "diff_new",
+    "diff_vanished",
+    "count_current",
+    "close",
+    "open",
+    "hold",
+    "has_held",
+    "confirm",
+)
 
 
 def test_every_method_a_fetch_can_use_has_row_rules_and_every_rule_a_method():
