@@ -140,9 +140,11 @@ WHERE h.account = %(account)s AND h.valid_to IS NULL
                   WHERE k.sku = h.sku AND k.stock_type = h.stock_type AND k.shipment_type = h.shipment_type);
 
 -- name: count_current_stock_by_type
--- The current rows and the diff's new keys: with the run's rows, how many current rows it lacks.
-SELECT (SELECT count(*) FROM ozon_stock_by_type_history WHERE account = %(account)s AND valid_to IS NULL),
-       (SELECT count(*) FROM diff_stock_by_type WHERE is_current AND NOT was_current);
+SELECT count(*) FROM ozon_stock_by_type_history WHERE account = %(account)s AND valid_to IS NULL;
+
+-- name: count_new_stock_by_type
+-- The diff's new keys: every other row of the run matched a current row.
+SELECT count(*) FROM diff_stock_by_type WHERE is_current AND NOT was_current;
 
 -- name: close_stock_by_type
 -- The diff names the current rows it closes by their row address (ctid, stable within this
@@ -258,9 +260,11 @@ WHERE h.account = %(account)s AND h.valid_to IS NULL
                   WHERE k.sku = h.sku AND k.warehouse_name = h.warehouse_name);
 
 -- name: count_current_stock_by_warehouse
--- The current rows and the diff's new keys: with the run's rows, how many current rows it lacks.
-SELECT (SELECT count(*) FROM ozon_stock_by_warehouse_history WHERE account = %(account)s AND valid_to IS NULL),
-       (SELECT count(*) FROM diff_stock_by_warehouse WHERE is_current AND NOT was_current);
+SELECT count(*) FROM ozon_stock_by_warehouse_history WHERE account = %(account)s AND valid_to IS NULL;
+
+-- name: count_new_stock_by_warehouse
+-- The diff's new keys: every other row of the run matched a current row.
+SELECT count(*) FROM diff_stock_by_warehouse WHERE is_current AND NOT was_current;
 
 -- name: close_stock_by_warehouse
 UPDATE ozon_stock_by_warehouse_history SET valid_to = %(as_of)s

@@ -19,6 +19,7 @@ HISTORY_STEPS = (
     "diff_new",
     "diff_vanished",
     "count_current",
+    "count_new",
     "close",
     "open",
     "hold",
