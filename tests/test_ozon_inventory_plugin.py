@@ -36,6 +36,8 @@ def test_the_loader_takes_the_plugin_alone_and_the_package_once_by_its_name(tmp_
     assert {"config", "load", "tasks", "client"} <= bare
     assert bare.isdisjoint(found["modules"]), sorted(bare & set(found["modules"]))
     assert set(found["preload"]) <= set(found["modules"])
+    # the providers' asset URI handlers, which the first asset a process makes imports (``load``'s)
+    assert "airflow.providers.postgres.assets.postgres" in found["modules"]
     assert "ozon_inventory.ui.app" not in found["modules"]  # the UI is built in the api-server only
 
 

@@ -256,8 +256,8 @@ class _Checking:
                 self._unstream("the rows were checked again")
             else:
                 try:
-                    table, rows, diff = stream.finish()
-                    report.prestaged = {stream.file.name: [table, rows]}
+                    streamed, diff = stream.finish()
+                    report.prestaged = {stream.file.name: streamed}
                     report.diffed = {stream.file.name: diff} if diff else {}
                 except Exception as exc:  # noqa: BLE001 - the load copies the file instead
                     self._unstream(exc)

@@ -326,6 +326,8 @@ class Prestage:
             with self.conn.transaction():
                 self.cur.execute(f"DROP TABLE IF EXISTS {self.table}, {diff} CASCADE")
                 _create_unlogged(self.cur, statements("load"), self.file, self.table)
+                self.cur.execute("SELECT %s::regclass::oid", (self.table,))
+                ((self.oid,),) = self.cur.fetchall()
             if spec.rows in spec.history:
                 self._differ = _Differ(dsn, staging.account, spec, method, self.table, diff)
             self._open_chunk()
@@ -355,11 +357,11 @@ class Prestage:
             self._close_chunk()
             self._open_chunk()
 
-    def finish(self) -> tuple[str, int, dict[str, Any] | None]:
-        """End the last COPY; the table, its rows, and the diff (None: none was made)."""
+    def finish(self) -> tuple[list[Any], dict[str, Any] | None]:
+        """End the last COPY; the table, its rows and oid, and the diff (None: none was made)."""
         try:
             self._close_chunk()
-            return self.table, self.rows, self._differ.finish(self.rows) if self._differ else None
+            return [self.table, self.rows, self.oid], self._differ.finish(self.rows) if self._differ else None
         finally:
             self._close()
 
@@ -502,15 +504,21 @@ def _fetched_diff(
 
 
 def _prestaged(cur: Any, source: SourceReport, file: ModelFile) -> str | None:
-    """The table the fetch streamed ``file`` into, when it holds exactly the file's rows."""
-    table, rows = (source.prestaged.get(file.name) or [None, None])[:2]
+    """The table the fetch streamed ``file`` into, when it holds exactly the file's rows: the one
+    the fetch made (its oid; a fetch tried again since drops it and makes another), or, where the
+    fetch recorded no oid, the one holding as many rows as the file."""
+    table, rows, oid = [*(source.prestaged.get(file.name) or []), None, None, None][:3]
     if table is None or rows != source.files.get(file.file):
         return None
-    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
-    if not cur.fetchone()[0]:
+    cur.execute("SELECT to_regclass(%s)::oid", (table,))
+    found = cur.fetchone()[0]
+    if found is None or (oid is not None and found != oid):
         return None
-    cur.execute(f"SELECT count(*) FROM {table}")  # a fetch tried again since may be streaming into it
-    return str(table) if cur.fetchone()[0] == rows else None
+    if oid is None:
+        cur.execute(f"SELECT count(*) FROM {table}")
+        if cur.fetchone()[0] != rows:
+            return None
+    return str(table)
 
 
 @dataclass

@@ -92,7 +92,7 @@ class SourceReport:
     files: dict[str, int] = field(default_factory=dict)  # file written -> lines
     check_s: float = 0.0  # CPU seconds spent checking the rows (its thread's own time)
     checked_while_fetching: bool = False  # the fetch checked each answer as it landed
-    #: model file -> [unlogged table, rows]: the fetch streamed the file into the target database as
+    #: model file -> [unlogged table, rows, oid]: the fetch streamed the file into the target database as
     #: it wrote it (``fetch._Prestage``); the load reads it there instead of copying the file
     prestaged: dict[str, list[Any]] = field(default_factory=dict)
     #: history file -> the diff the fetch made of the streamed rows against the current rows

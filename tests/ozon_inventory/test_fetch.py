@@ -224,7 +224,7 @@ def test_rows_streamed_to_the_database_while_fetching_are_the_rows_file_and_the_
         fetch_source(client, staging, source, check_pages=True, prestage_dsn=pg_dsn)
     report = validate_run(staging)
     streamed = report.sources["warehouse_stocks"].prestaged
-    ((name, (table, rows)),) = streamed.items()
+    ((name, (table, rows, _oid)),) = streamed.items()
     assert name == "stock_by_warehouse" and rows == report.sources["warehouse_stocks"].rows_valid == 511
     model = staging.file("model", "stock_by_warehouse.tsv").read_bytes()
     with psycopg.connect(pg_dsn) as conn:
