@@ -42,7 +42,7 @@ from ozon_inventory.validate import LoadedState, SourceReport, ValidationReport
 log = logging.getLogger(__name__)
 
 _COPY_CHUNK = 1 << 20
-_DIFF_WAIT_S = 120.0  # the last chunk's diff takes well under a second; past this, the load makes it
+_DIFF_WAIT_S = 30.0  # the diff of the last chunk takes well under a second; past this, the load makes it
 
 
 def ensure_schema(conn: Any) -> None:
@@ -329,7 +329,7 @@ class Prestage:
                 self.cur.execute("SELECT %s::regclass::oid", (self.table,))
                 ((self.oid,),) = self.cur.fetchall()
             if spec.rows in spec.history:
-                self._differ = _Differ(dsn, staging.account, spec, method, self.table, diff)
+                self._differ = _Differ(dsn, staging.account, spec, method, diff)
             self._open_chunk()
         except BaseException:
             self._close()
@@ -393,7 +393,7 @@ class _Differ:
     the load then makes the diff itself.
     """
 
-    def __init__(self, dsn: str, account: str, spec: SourceSpec, method: str, chunks: str, table: str):
+    def __init__(self, dsn: str, account: str, spec: SourceSpec, method: str, table: str):
         self.table, self._dsn = table, dsn
         self._name = spec.rows.name
         self._params = {
@@ -492,8 +492,12 @@ def _fetched_diff(
             why = "the current rows changed since (a load, or the table was rewritten)"
     if why is None:
         cur.execute(sql[f"has_held_{file.name}"], params)
-        if cur.fetchone()[0] or made["vanished"] < 0 or made["not_provided"] != params["not_provided"]:
-            why = "held rows, or another method"
+        if cur.fetchone()[0]:
+            why = "held rows, which the load rewrites first"
+        elif made["not_provided"] != params["not_provided"]:
+            why = "another method's columns"
+        elif made["vanished"] < 0:
+            why = "more rows than keys"
     if why is not None:
         log.info("%s: the diff made while fetching is not used (%s); made here", file.name, why)
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any, ClassVar
 
 import psycopg
@@ -523,3 +524,43 @@ def test_a_diff_made_while_fetching_is_not_used_once_the_current_rows_may_have_m
     )
     assert ways.tables("streamed") == ways.tables("copied")
     assert ways.leftovers() == []
+
+
+def test_a_load_that_commits_while_the_fetch_diffs_leaves_the_diff_to_the_load(
+    simulator, pg_server, tmp_path, caplog
+):
+    """The differ reads the source's load count before its first chunk and after its last: a load
+    committed in between may have changed the current rows some chunks were diffed against."""
+    from ozon_inventory.load import Prestage
+    from ozon_inventory.sources import WAREHOUSE_STOCKS
+
+    caplog.set_level(logging.INFO, logger="ozon_inventory.load")
+    ways = _TwoWays(simulator, pg_server, tmp_path)
+    ways.load(*ways.fetch())
+    dsn = ways.dsn["streamed"]
+    staging = StagingArea(str(tmp_path), "acc", "20261123T000000Z")
+    for committed in (False, True):
+        stream = Prestage(dsn, staging, WAREHOUSE_STOCKS, V2_STOCK_ON_WAREHOUSES)
+        stream.CHUNK_ROWS = 1
+        stream.write("1\tW\t\\N\t1\t0\t0\n")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            table = stream._differ.table
+            for _ in range(500):  # the differ has read the count: its first chunk is diffed
+                if (
+                    conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]
+                    and conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                ):
+                    break
+                time.sleep(0.01)
+            if committed:  # what a load of the source commits
+                conn.execute(
+                    "UPDATE ozon_source_state SET loads = loads + 1 WHERE source = 'warehouse_stocks'"
+                )
+        stream.write("2\tW\t\\N\t1\t0\t0\n")
+        streamed, diff = stream.finish()
+        assert streamed[1] == 2
+        if committed:
+            assert diff is None
+            assert "no diff made while fetching (a load of the source committed meanwhile)" in caplog.text
+        else:  # two new keys, and every current row gone
+            assert diff is not None and diff["vanished"] == 511
