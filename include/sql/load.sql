@@ -99,7 +99,8 @@ SELECT coalesce((SELECT loads FROM ozon_source_state WHERE account = %(account)s
 -- A chunk of the run's rows is joined to the current rows through their unique index: one probe
 -- per row of the chunk, however large the history (a hash join would read every current row for
 -- every chunk). Only for the chunk's transaction.
-SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off;
+SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL enable_material = off;
+SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off;
 
 -- name: has_current_stock_by_type
 SELECT EXISTS (SELECT 1 FROM ozon_stock_by_type_history WHERE account = %(account)s AND valid_to IS NULL);

@@ -42,7 +42,8 @@ from ozon_inventory.validate import LoadedState, SourceReport, ValidationReport
 log = logging.getLogger(__name__)
 
 _COPY_CHUNK = 1 << 20
-_DIFF_WAIT_S = 30.0  # the diff of the last chunk takes well under a second; past this, the load makes it
+#: the last chunk's diff takes 50 ms; a differ this far behind is slower than the load's own diff
+_DIFF_WAIT_S = 10.0
 
 
 def ensure_schema(conn: Any) -> None:
@@ -367,6 +368,8 @@ class Prestage:
 
     def abandon(self) -> None:
         """Stop streaming and drop the tables (best effort: the load ignores a table it was not told of)."""
+        if self._differ is not None:
+            self._differ.cancel()
         self._close()  # ends the COPY, which the server then rolls back
         try:
             with psycopg.connect(self._dsn, autocommit=True) as conn:
@@ -403,6 +406,7 @@ class _Differ:
             "not_provided": sorted(spec.method_rows(method).not_provided),
         }
         self._queue: SimpleQueue[str | None] = SimpleQueue()
+        self._conn: psycopg.Connection[Any] | None = None
         self._outcome: dict[str, Any] | None = None
         self._why = "not finished"
         self._thread = threading.Thread(target=self._run, name="ozon-prestage-diff", daemon=True)
@@ -414,14 +418,26 @@ class _Differ:
     def stop(self) -> None:
         self._queue.put(None)
 
+    def cancel(self) -> None:
+        """Stop the statement the differ runs: a server goes on with a query whose client is gone,
+        and the load would wait for its locks."""
+        self.stop()
+        if (conn := self._conn) is not None:
+            try:
+                conn.cancel()
+            except psycopg.Error:
+                log.debug("cancelling the diff of %s", self._name, exc_info=True)
+
     def finish(self, rows: int) -> dict[str, Any] | None:
         """Wait for the last chunk's diff; what the load needs to check and use it, or None."""
         self.stop()
         self._thread.join(_DIFF_WAIT_S)
+        if self._thread.is_alive():
+            self.cancel()
+            self._why = f"still diffing after {_DIFF_WAIT_S:g} s"
         outcome = self._outcome
         if self._thread.is_alive() or outcome is None:
-            why = "still diffing" if self._thread.is_alive() else self._why
-            log.info("%s: no diff made while fetching (%s); the load makes it", self._name, why)
+            log.info("%s: no diff made while fetching (%s); the load makes it", self._name, self._why)
             return None
         current, new_keys = outcome.pop("current"), outcome.pop("new_keys")
         # the run's keys are unique: each of the others matched one current row
@@ -432,6 +448,10 @@ class _Differ:
             with psycopg.connect(
                 self._dsn, autocommit=True, application_name="ozon_inventory prestage diff"
             ) as conn:
+                self._conn = conn
+                conn.execute(
+                    f"SET statement_timeout = {int(_DIFF_WAIT_S * 1000)}"
+                )  # no statement outlives the wait
                 self._outcome = self._diff(conn.cursor(), statements("load"))
         except Exception as exc:  # noqa: BLE001 - the load makes the diff itself
             self._why = f"{type(exc).__name__}: {exc}"

@@ -14,6 +14,7 @@ from ozon_inventory.exceptions import ShrinkGuardError
 from ozon_inventory.load import ensure_schema, load_run, previous_counts
 from ozon_inventory.merge import merge_run
 from ozon_inventory.methods import V1_ANALYTICS_STOCKS, V2_STOCK_ON_WAREHOUSES, V2_WAREHOUSE_LIST, V4_STOCKS
+from ozon_inventory.sql import statements
 from ozon_inventory.staging import StagingArea
 from ozon_inventory.validate import validate_run
 from tests.conftest import CLIENT_ID
@@ -564,3 +565,64 @@ def test_a_load_that_commits_while_the_fetch_diffs_leaves_the_diff_to_the_load(
             assert "no diff made while fetching (a load of the source committed meanwhile)" in caplog.text
         else:  # two new keys, and every current row gone
             assert diff is not None and diff["vanished"] == 511
+
+
+def test_a_chunk_is_diffed_by_index_probes_even_before_the_history_is_analyzed(pg_conn, tmp_path):
+    """The fetch diffs each chunk through the current rows' unique index: one probe per row. Before
+    the history is analyzed the planner takes an account's current rows for a handful, and would
+    otherwise compare every row of the chunk with all of them (quadratic: minutes at 850,000)."""
+    skus = range(1000, 1600)
+    first = {
+        "stocks": v4(*(item(s, f"o{s}", stock(s, present=5, reserved=1)) for s in skus)),
+        "warehouse_stocks": v2(*(v2_row(s, f"W{s % 7}", free=4) for s in skus)),
+        "warehouses": CATALOGUE["warehouses"],
+    }
+    sync(pg_conn, tmp_path, 10, first, ahead=False)  # no ANALYZE of the history since
+    sql = statements("load")
+    for name in ("stock_by_type", "stock_by_warehouse"):
+        with pg_conn.transaction():
+            pg_conn.execute(sql[f"temp_{name}"])
+            pg_conn.execute(sql[f"diff_table_{name}"])
+            pg_conn.execute(sql["probe_plans"])
+            explain = pg_conn.execute(
+                f"EXPLAIN {sql[f'diff_new_{name}']}", {"account": "acc", "not_provided": []}
+            )
+            plan = "\n".join(line for (line,) in explain.fetchall())
+        scans = [line.strip() for line in plan.splitlines() if f" on ozon_{name}_history" in line]
+        assert scans and all(line.startswith("->  Index Scan using") for line in scans), plan
+        assert "Materialize" not in plan and "Hash" not in plan, plan
+        conditions = [line for line in plan.splitlines() if "Index Cond:" in line]
+        assert any("(sku = t.sku)" in line for line in conditions), plan  # a probe per row of the chunk
+
+
+def test_a_differ_that_falls_behind_is_cancelled_and_leaves_the_diff_to_the_load(
+    simulator, pg_server, tmp_path, monkeypatch, caplog
+):
+    """The fetch waits for the last chunk's diff only so long; then it cancels the statement (a
+    server goes on with a query whose client is gone, and the load would wait for its locks)."""
+    from ozon_inventory import load
+    from ozon_inventory.sources import WAREHOUSE_STOCKS
+
+    caplog.set_level(logging.INFO, logger="ozon_inventory.load")
+    ways = _TwoWays(simulator, pg_server, tmp_path)
+    ways.load(*ways.fetch())
+    slow = dict(statements("load")) | {"diff_new_stock_by_warehouse": "SELECT pg_sleep(60)"}
+    monkeypatch.setattr(load, "statements", lambda name: slow)
+    monkeypatch.setattr(load, "_DIFF_WAIT_S", 0.5)
+    staging = StagingArea(str(tmp_path), "acc", "20261123T000000Z")
+    stream = load.Prestage(ways.dsn["streamed"], staging, WAREHOUSE_STOCKS, V2_STOCK_ON_WAREHOUSES)
+    stream.write("1\tW\t\\N\t1\t0\t0\n")
+    started = time.monotonic()
+    assert stream.finish()[1] is None
+    assert time.monotonic() - started < 10
+    assert "no diff made while fetching (still diffing after 0.5 s)" in caplog.text
+    with psycopg.connect(ways.dsn["streamed"], autocommit=True) as conn:
+        for _ in range(200):
+            busy = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ozon_inventory prestage diff' "
+                "AND state = 'active'"
+            ).fetchone()[0]
+            if not busy:
+                break
+            time.sleep(0.05)
+    assert busy == 0
