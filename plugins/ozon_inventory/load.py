@@ -209,7 +209,7 @@ def _apply_source(
                 streamed.add(file.name)
             else:
                 _copy(cur, sql, staging, file)
-    history = params | {"not_provided": not_provided(spec, source), "source": spec.name}
+    history = params | {"not_provided": not_provided(spec, str(source.method)), "source": spec.name}
     for file in spec.history:
         ready = prepared.history.get(file.name) if prepared is not None else None
         vanished = False
@@ -402,8 +402,8 @@ class _Differ:
         self._params = {
             "account": account,
             "source": spec.name,
-            "history": f"ozon_{self._name}_history",
-            "not_provided": sorted(spec.method_rows(method).not_provided),
+            "history": history_table(spec.rows),
+            "not_provided": not_provided(spec, method),
         }
         self._queue: SimpleQueue[str | None] = SimpleQueue()
         self._conn: psycopg.Connection[Any] | None = None
@@ -507,7 +507,7 @@ def _fetched_diff(
     cur.execute("SELECT to_regclass(%s) IS NOT NULL", (made["table"],))
     why = None if cur.fetchone()[0] else "its table is gone"
     if why is None:
-        cur.execute(sql["history_version"], params | {"history": f"ozon_{file.name}_history"})
+        cur.execute(sql["history_version"], params | {"history": history_table(file)})
         if list(cur.fetchone()) != made["version"]:
             why = "the current rows changed since (a load, or the table was rewritten)"
     if why is None:
@@ -594,7 +594,7 @@ class _Ahead:
         prefix = f"ozon_ahead_{hashlib.sha256(staging.account.encode()).hexdigest()[:12]}"
         tables = {file.name: f"{prefix}_{file.name}" for file in spec.loads}
         diffs = {table.name: f"{prefix}_diff_{table.name}" for table in spec.history}
-        params = params | {"not_provided": not_provided(spec, source)}
+        params = params | {"not_provided": not_provided(spec, str(source.method))}
         try:  # here, not in the thread: a connection's lookup (Airflow's) stays on the task's thread
             conn = connect()
         except Exception as exc:  # noqa: BLE001 - the load does the source itself
@@ -677,9 +677,14 @@ def _prepare(
     return prepared
 
 
-def not_provided(spec: SourceSpec, source: SourceReport) -> list[str]:
-    """The model columns the source's method does not give (they keep their loaded values)."""
-    return sorted(spec.method_rows(str(source.method)).not_provided)
+def not_provided(spec: SourceSpec, method: str) -> list[str]:
+    """The model columns ``method`` does not give for the source (they keep their loaded values)."""
+    return sorted(spec.method_rows(method).not_provided)
+
+
+def history_table(file: ModelFile) -> str:
+    """The change-only history table of a history file (``SourceSpec.history``)."""
+    return f"ozon_{file.name}_history"
 
 
 def _apply_history(
