@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from ozon_simulator import Account, Fault, build_catalogue
+from tests import clock
 from tests.conftest import API_KEY, CLIENT_ID
 
 OLD_QUERY_OZON = """SELECT warehouse_name, stock_type, COUNT(*) FROM inventory_data WHERE source = 'Ozon'
@@ -44,7 +45,7 @@ def run_dag(hour: int, conf: dict | None = None, day: int = 1):
 
     # dag.test() keeps a run's conf on the shared DAG object: always name the accounts
     conf = {"accounts": ["ozon_default"]} | (conf or {})
-    return dag.test(logical_date=pendulum.datetime(2026, 11, day, hour, tz="UTC"), run_conf=conf)
+    return dag.test(logical_date=pendulum.instance(clock.day(day, hour)), run_conf=conf)
 
 
 def clear_and_resume(run_id: str, task_id: str, map_index: int):
@@ -147,7 +148,8 @@ def test_repeated_run_changes_nothing_and_vanished_stock_goes(env, pg_dsn, simul
         assert lingering == 0
         opened = conn.execute(
             """SELECT count(*) FROM ozon_stock_by_warehouse_history
-               WHERE run_id = (SELECT run_id FROM ozon_sync_run WHERE run_key = '20261103T120000Z')"""
+               WHERE run_id = (SELECT run_id FROM ozon_sync_run WHERE run_key = %s)""",
+            (clock.run_key(clock.day(3, 12)),),
         ).fetchone()[0]
         assert 0 < opened <= changed  # only rows that really changed got a new history row
         assert conn.execute("SELECT count(*) FROM ozon_product").fetchone()[0] == 172
@@ -164,7 +166,8 @@ def test_degraded_run_completed_by_clearing_the_failed_task(env, pg_dsn, simulat
     assert str(dag_run.state) == "failed"
     with psycopg.connect(pg_dsn) as conn:
         status = conn.execute(
-            "SELECT status, degraded, missing_sources, applied_sources FROM ozon_sync_run WHERE run_key = '20261104T110000Z'"
+            "SELECT status, degraded, missing_sources, applied_sources FROM ozon_sync_run WHERE run_key = %s",
+            (clock.run_key(clock.day(4, 11)),),
         ).fetchone()
         assert status == ("degraded", True, ["warehouse_stocks"], ["stocks", "warehouses"])
         as_of = dict(conn.execute("SELECT source, run_id FROM ozon_source_state").fetchall())
@@ -179,7 +182,8 @@ def test_degraded_run_completed_by_clearing_the_failed_task(env, pg_dsn, simulat
     assert tries["account.fetch_stocks"] == 1 and tries["account.fetch_warehouse_stocks"] == 2
     with psycopg.connect(pg_dsn) as conn:
         status = conn.execute(
-            "SELECT status, degraded FROM ozon_sync_run WHERE run_key = '20261104T110000Z'"
+            "SELECT status, degraded FROM ozon_sync_run WHERE run_key = %s",
+            (clock.run_key(clock.day(4, 11)),),
         ).fetchone()
         assert status == ("complete", False)
         catalogue = simulator.sim.accounts[CLIENT_ID].catalogue

@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 
 from ozon_simulator import Fault
+from tests import clock
 from tests.dags.test_dag_runs import clear_and_resume, env, run_dag, states  # noqa: F401 - env is a fixture
 
 REPORTS = {
@@ -39,7 +40,7 @@ def database(pg_dsn: str) -> tuple:
 def test_only_raw_answers_and_reports_remain_and_cleared_tasks_rebuild(env, pg_dsn, tmp_path):  # noqa: F811
     dag_run = run_dag(10, day=5)
     assert str(dag_run.state) == "success", states(dag_run)
-    run_dir = tmp_path / "staging" / "ozon_default" / "20261105T100000Z"
+    run_dir = tmp_path / "staging" / "ozon_default" / clock.run_key(clock.day(5, 10))
     files = staged(run_dir)
     raw = {f for f in files if RAW.fullmatch(f)}
     assert files - raw == REPORTS, files - raw
@@ -67,22 +68,26 @@ def test_a_degraded_run_applies_retention_by_size(env, pg_dsn, simulator, tmp_pa
     run_dag(10, day=6)
     run_dag(11, day=6)
     account_dir = tmp_path / "staging" / "ozon_default"
-    assert sorted(p.name for p in account_dir.iterdir()) == ["20261106T100000Z", "20261106T110000Z"]
+    assert sorted(p.name for p in account_dir.iterdir()) == [
+        clock.run_key(clock.day(6, 10)),
+        clock.run_key(clock.day(6, 11)),
+    ]
     # a limit smaller than one run: every loaded run but the current one goes
     monkeypatch.setenv("AIRFLOW_VAR_OZON_INVENTORY_RETENTION_MB_PER_ACCOUNT", "0.01")
     simulator.sim.add_fault(Fault("/v2/analytics/stock_on_warehouses", "status", status=503, times=-1))
     dag_run = run_dag(12, day=6)
     got = states(dag_run)
     assert got[("account.load", 0)] == "success" and got[("account.report", 0)] == "failed", got
-    assert [p.name for p in account_dir.iterdir()] == ["20261106T120000Z"]
+    assert [p.name for p in account_dir.iterdir()] == [clock.run_key(clock.day(6, 12))]
     # the degraded run's own folder was compacted after its load: the failed fetch can be cleared
-    files = staged(account_dir / "20261106T120000Z")
+    files = staged(account_dir / clock.run_key(clock.day(6, 12)))
     assert "model/compacted.json" in files and not any(f.endswith(".tsv") for f in files)
     simulator.sim.clear_faults()
     again = clear_and_resume(dag_run.run_id, "account.fetch_warehouse_stocks", 0)
     assert str(again.state) == "success", states(again)
     with psycopg.connect(pg_dsn) as conn:
         status = conn.execute(
-            "SELECT status, degraded FROM ozon_sync_run WHERE run_key = '20261106T120000Z'"
+            "SELECT status, degraded FROM ozon_sync_run WHERE run_key = %s",
+            (clock.run_key(clock.day(6, 12)),),
         ).fetchone()
     assert status == ("complete", False)

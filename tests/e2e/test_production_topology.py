@@ -29,11 +29,26 @@ import psycopg
 import pytest
 
 from ozon_simulator import Fault, RunningSimulator, SimulatorConfig, default_simulator, serve
+from tests import clock
 from tests.e2e.airflow_cluster import AirflowCluster, create_database, new_metadata_database, parse_time
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
+# The runs' logical dates, from the tests' calendar: the first run, the degraded run, and two backfill
+# dates with no archive; then the big account's, the dead method's and the auto method's runs.
+FIRST, SECOND, THIRD, FOURTH = (clock.day(n) for n in (10, 11, 12, 13))
+BIG_RUN, DEAD_RUN, AUTO_RUN = (clock.day(n) for n in (20, 21, 22))
+
+
+def logical(moment) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def date(moment) -> str:
+    return moment.strftime("%Y-%m-%d")
+
+
 DAG_ID = "ozon_inventory_sync"
 V2_ANALYTICS = "/v2/analytics/stock_on_warehouses"
 V1_ANALYTICS = "/v1/analytics/stocks"
@@ -155,7 +170,7 @@ def _first_run(stack: Stack) -> str:
         return stack.done["first"]
     cluster = stack.cluster
     started = time.monotonic()
-    first = cluster.trigger(DAG_ID, "2026-11-10T00:00:00Z")
+    first = cluster.trigger(DAG_ID, logical(FIRST))
     assert cluster.wait_run(DAG_ID, first) == "success", cluster.task_states(DAG_ID, first)
     stack.record("triggered_run", {"seconds_to_success": round(time.monotonic() - started, 1)})
     with stack.connect() as conn:
@@ -180,7 +195,7 @@ def _degraded_then_cleared(stack: Stack) -> str:
     for method in (V2_ANALYTICS, V1_ANALYTICS, V1_FBO):
         sim.add_fault(Fault(method, "status", status=503, times=-1))
     started = time.monotonic()
-    second = cluster.trigger(DAG_ID, "2026-11-11T00:00:00Z")
+    second = cluster.trigger(DAG_ID, logical(SECOND))
     assert cluster.wait_run(DAG_ID, second) == "failed", cluster.task_states(DAG_ID, second)
     to_failed = time.monotonic() - started
     tries = {t["task_id"]: t["try_number"] for t in cluster.task_instances(DAG_ID, second)}
@@ -230,7 +245,7 @@ def test_degraded_run_completed_by_clearing_with_downstream(stack):
 
 def test_backfill_reprocesses_archived_answers(stack):
     """Archived dates are reprocessed without calling Ozon; dates with no archive skip with a reason."""
-    _degraded_then_cleared(stack)  # archives for 2026-11-10 and 2026-11-11
+    _degraded_then_cleared(stack)  # archives for FIRST and SECOND
     cluster, sim = stack.cluster, stack.sims[OPS].sim
     calls_before = sum(sim.stats_snapshot()["requests"].values())
     cluster.cli(
@@ -239,16 +254,16 @@ def test_backfill_reprocesses_archived_answers(stack):
         "--dag-id",
         DAG_ID,
         "--from-date",
-        "2026-11-10",
+        date(FIRST),
         "--to-date",
-        "2026-11-13",
+        date(FOURTH),
         "--reprocess-behavior",
         "completed",
         "--max-active-runs",
         "1",
     )
     (backfill,) = cluster.api("GET", "/api/v2/backfills", params={"dag_id": DAG_ID})["backfills"]
-    dates = ["2026-11-10", "2026-11-11", "2026-11-12", "2026-11-13"]
+    dates = [date(d) for d in (FIRST, SECOND, THIRD, FOURTH)]
 
     def finished() -> dict[str, dict[str, Any]] | None:
         runs = [r for r in cluster.dag_runs(DAG_ID) if (r["logical_date"] or "")[:10] in dates]
@@ -265,13 +280,13 @@ def test_backfill_reprocesses_archived_answers(stack):
     started = time.monotonic()
     by_date = cluster.wait_for(finished, 300, "the backfill to complete", 2.0)
     stack.record("backfill", {"seconds_to_complete": round(time.monotonic() - started, 1)})
-    for date in ("2026-11-10", "2026-11-11"):
-        run = by_date[date]
+    for day in (FIRST, SECOND):
+        run = by_date[date(day)]
         assert run["state"] == "success", cluster.task_states(DAG_ID, run["dag_run_id"])
         manifest = cluster.xcom(DAG_ID, run["dag_run_id"], "account.fetch_stocks", map_index=0)
         assert manifest["reused"] is True, manifest
-    for date in ("2026-11-12", "2026-11-13"):
-        run = by_date[date]
+    for day in (THIRD, FOURTH):
+        run = by_date[date(day)]
         states = cluster.task_states(DAG_ID, run["dag_run_id"])
         assert states[("account.fetch_stocks", 0)] == "skipped", states
         assert states[("account.load", 0)] == "skipped", states
@@ -281,13 +296,12 @@ def test_backfill_reprocesses_archived_answers(stack):
     with stack.connect() as conn:
         statuses = dict(
             conn.execute(
-                "SELECT run_key, status FROM ozon_sync_run WHERE account = %s"
-                " AND run_key IN ('20261110T000000Z', '20261111T000000Z')",
-                (OPS,),
+                "SELECT run_key, status FROM ozon_sync_run WHERE account = %s AND run_key IN (%s, %s)",
+                (OPS, clock.run_key(FIRST), clock.run_key(SECOND)),
             ).fetchall()
         )
-        assert statuses["20261110T000000Z"] == "stale"  # older than what is loaded: not applied
-        assert statuses["20261111T000000Z"] in ("stale", "complete")  # the newest archive: same data again
+        assert statuses[clock.run_key(FIRST)] == "stale"  # older than what is loaded: not applied
+        assert statuses[clock.run_key(SECOND)] in ("stale", "complete")  # the newest archive: same data again
         total = conn.execute(
             "SELECT sum(free_to_sell) FROM ozon_stock_by_warehouse WHERE account = %s", (OPS,)
         ).fetchone()[0]
@@ -305,7 +319,7 @@ def test_overlapping_fetches_keep_to_one_rate_limit(stack):
     catalogue = running.sim.accounts[client_id].catalogue
     cluster.set_pool("ozon_api", 3, "Ozon fetches")  # room for all three fetches of the account at once
     try:
-        run_id = cluster.trigger(DAG_ID, "2026-11-20T00:00:00Z", conf={"accounts": [BIG]})
+        run_id = cluster.trigger(DAG_ID, logical(BIG_RUN), conf={"accounts": [BIG]})
         state = cluster.wait_run(DAG_ID, run_id, timeout=300)
     finally:
         cluster.set_pool("ozon_api", 2, "Ozon fetches")
@@ -362,7 +376,7 @@ def test_dead_method_is_left_alone_and_the_run_fails_soon(stack):
     client_id = ACCOUNTS[DEAD][0]
     running.sim.add_fault(Fault(V2_ANALYTICS, "status", status=503, times=-1))
     run_id = cluster.trigger(
-        DAG_ID, "2026-11-21T00:00:00Z", conf={"accounts": [DEAD], "warehouse_stock_method": "v2"}
+        DAG_ID, logical(DEAD_RUN), conf={"accounts": [DEAD], "warehouse_stock_method": "v2"}
     )
 
     def first_failure() -> float | None:
@@ -397,7 +411,7 @@ def test_dead_method_is_left_alone_and_the_run_fails_soon(stack):
 
     # the same dead method under ``auto``: the successor completes the run
     running.sim.reset_stats()
-    auto_run = cluster.trigger(DAG_ID, "2026-11-22T00:00:00Z", conf={"accounts": [DEAD]})
+    auto_run = cluster.trigger(DAG_ID, logical(AUTO_RUN), conf={"accounts": [DEAD]})
     auto_state = cluster.wait_run(DAG_ID, auto_run)
     auto_seen = running.sim.citizenship(client_id)
     with stack.connect() as conn:

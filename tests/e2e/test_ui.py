@@ -38,6 +38,7 @@ import requests
 
 from ozon_inventory.sql import statements
 from ozon_simulator import Fault, RunningSimulator, SimulatorConfig, default_simulator, serve
+from tests import clock
 from tests.e2e.airflow_cluster import AirflowCluster, create_database
 from tests.ozon_inventory.ui.synthetic import insert_accounts
 
@@ -197,7 +198,9 @@ def ui_stack_running(pg_server: Any, base: Path) -> Iterator[UiStack]:
         cluster.unpause(CONSUMER)
         print(f"\nAirflow up in {cluster.startup_s:.1f} s at {cluster.url}; logs in {cluster.log_dir}")
         started = time.monotonic()
-        run_id = cluster.trigger(DAG_ID, "2026-11-23T00:00:00Z", conf={"accounts": [OK, FLAKY, BAD]})
+        run_id = cluster.trigger(
+            DAG_ID, clock.day(23).strftime("%Y-%m-%dT%H:%M:%SZ"), conf={"accounts": [OK, FLAKY, BAD]}
+        )
         state = cluster.wait_run(DAG_ID, run_id, timeout=300)
         print(f"run {run_id}: {state} in {time.monotonic() - started:.1f} s")
         with psycopg.connect(dsn) as conn:

@@ -28,6 +28,7 @@ import traceback
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ import pytest
 from ozon_inventory.methods import V1_WAREHOUSE_LIST
 from ozon_simulator import Fault, default_simulator, serve
 from ozon_simulator.catalogue import Catalogue
+from tests import clock
 from tests.conftest import CLIENT_ID
 
 #: The matrix's Api-Key: distinctive, so any leak of it (or of its first half) is found.
@@ -404,7 +406,7 @@ class Matrix:
 
     def next_key(self) -> str:
         self._hour += 1
-        return f"20261124T{self._hour:02d}0000Z"
+        return clock.run_key(clock.day(20) + timedelta(hours=self._hour))
 
     def fault(self, *faults: Fault) -> None:
         for fault in faults:

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from ozon_inventory.ui.queries import AirflowFacts
+from tests import clock
 from tests.ozon_inventory.ui.conftest import Page, new_database, token
 from tests.ozon_inventory.ui.synthetic import insert_accounts
 
@@ -134,7 +135,7 @@ def test_overview_worst_first_with_sources_requests_and_history(page, loaded):
 
 def test_key_expiry_is_shown_once_the_project_keeps_it(page, loaded):
     assert page.json("/api/accounts")["key_expiry"] is False
-    expires = datetime(2027, 2, 1, tzinfo=UTC)
+    expires = clock.NOW + timedelta(days=60)
     with psycopg.connect(loaded.dsn) as conn:
         conn.execute(
             """CREATE TABLE IF NOT EXISTS ozon_account_key (account text PRIMARY KEY, client_id text NOT NULL,
