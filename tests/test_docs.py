@@ -265,7 +265,7 @@ def ci_test_commands(ci_script: str) -> list[str]:
 
 def without_environment(command: str) -> str:
     """``OZON_TEST_CLOCK=+365d bash scripts/test.sh`` -> ``bash scripts/test.sh``."""
-    return re.sub(r"^(?:\w+=\S*\s+)+", "", command)
+    return re.sub(r"^(?:env\s+)?(?:\w+=\S*\s+)+", "", command)
 
 
 def readme_commands(readme: str) -> list[str]:
@@ -412,6 +412,7 @@ def test_ci_test_commands(ci, expected):
 
 def test_a_ci_command_with_other_arguments_is_not_the_readme_command():
     assert without_environment("OZON_TEST_CLOCK=+365d A=1 bash scripts/test.sh") == "bash scripts/test.sh"
+    assert without_environment("env OZON_TEST_CLOCK=+365d bash scripts/test.sh") == "bash scripts/test.sh"
     assert without_environment("bash scripts/test.sh -m 'not e2e'") != "bash scripts/test.sh"
 
 
