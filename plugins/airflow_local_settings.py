@@ -2,12 +2,10 @@
 
 Airflow imports this module in each of its processes as it starts. LocalExecutor forks its workers
 from the scheduler and each task from a worker (Celery's prefork pool forks its children the same
-way), so a library imported here is already in memory when a task starts. The tasks' own libraries
-(aiohttp and requests through the HTTP hook, psycopg 3 for the rate budget and the load, numpy for
-the page keys, orjson) and the Postgres hook's (``sqlparse``, ``psycopg2``) are 0.1-0.2 s of a task's
-start when each task imports them itself. Only libraries outside Airflow are imported here, because
-Airflow is still initialising while this module runs; the plugin (``ozon_inventory_plugin.py``)
-imports the package itself once Airflow is up.
+way), so a library imported here is already in memory when a task starts instead of being imported
+by every task (docs/architecture.md, "Task start-up"). Only libraries outside Airflow are imported
+here, because Airflow is still initialising while this module runs; the plugin
+(``ozon_inventory_plugin.py``) imports the package itself once Airflow is up.
 
 A deployment with its own ``airflow_local_settings`` (in ``$AIRFLOW_HOME/config``, which comes first
 on the path) keeps it; this module is then not imported, and the tasks import what they need, as

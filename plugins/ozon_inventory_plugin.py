@@ -5,10 +5,9 @@ loader out of the ``ozon_inventory`` package, which is imported by name). The Fa
 (``ozon_inventory/ui/app.py``) is built only when Airflow's api-server asks for ``fastapi_apps``;
 its routes check the caller with Airflow's own auth manager.
 
-It also imports the modules the DAG's tasks run (``TASK_MODULES``), once per process. The scheduler
-loads plugins before LocalExecutor forks its workers, and each task is forked from a worker, so a
-task then finds them in memory instead of importing them (with the Airflow modules they use) as it
-starts: 40-60 ms of each task's start, six tasks on a run's critical path. As with any Airflow plugin,
+It also imports the modules the DAG's tasks run (``TASK_MODULES``), once per process: the scheduler
+loads plugins before LocalExecutor forks its workers, so a forked task finds them in memory instead
+of importing them as it starts (docs/architecture.md, "Task start-up"). As with any Airflow plugin,
 a changed package takes effect in a component when it restarts.
 
 - ``fastapi_apps``: the data and the browser code, at ``/ozon-inventory``.

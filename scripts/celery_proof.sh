@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The Celery scale-out proof (README "Scale-out on Celery"): ozon_inventory_sync on CeleryExecutor
-# with two worker hosts (network namespaces on a bridge), Redis as the broker, staging on an S3 object
-# store (moto_server), against the Ozon simulator in a strict fixed one-second window.
+# The Celery scale-out proof (docs/operations.md, "Scale-out on Celery"): ozon_inventory_sync on
+# CeleryExecutor with two worker hosts (network namespaces on a bridge), Redis as the broker, staging
+# on an S3 object store (moto_server), against the Ozon simulator in a strict fixed one-second window.
 #
 #   bash scripts/celery_proof.sh                       # 20 accounts, 100,000 products, kill a worker
 #   bash scripts/celery_proof.sh --big-products 20000  # a quicker run; any option of tests/celery_proof/proof.py

@@ -69,7 +69,7 @@ def test_no_secret_is_committed():
     assert text.count("${AIRFLOW_CONN_OZON_DEFAULT:?") == 1
 
 
-# -- the celery profile (README "Scale-out on Celery") ------------------------------------------------
+# -- the celery profile (docs/operations.md, "Scale-out on Celery") ----------------------------------
 
 CELERY_ONLY = ("redis", "airflow-worker", "airflow-flower")
 

@@ -131,8 +131,8 @@ CREATE TABLE IF NOT EXISTS ozon_reject (
 CREATE INDEX IF NOT EXISTS ozon_reject_run ON ozon_reject (account, run_id);
 
 -- Version 2: a row whose new value Ozon sent was rejected keeps its last good value, marked with the
--- as-of of the last load that confirmed it (NULL: the value is the source's latest). See README,
--- "Validation".
+-- as-of of the last load that confirmed it (NULL: the value is the source's latest). See
+-- docs/architecture.md, "A rejected value keeps the last good one".
 -- Guarded by the version row, so a schema check on every run takes no table lock once it is done.
 DO $$
 BEGIN

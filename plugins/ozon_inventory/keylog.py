@@ -1,10 +1,10 @@
 """Row keys of a whole source in little memory: one 8-byte hash each, compared when the source is done.
 
-A Python set of 2.6 million warehouse keys took over 600 MB (and a set of their hashes about
-200 MB); an array of the hashes takes 21 MB. The price is that nothing is known to repeat until the
-source is done: :meth:`KeyLog.repeated` then names the hashes that came more than once, and the
-caller resolves those few exactly (validation re-checks the suspect keys, the fetch reads them back
-from staging). Hashes are Python's, so they compare only within one process.
+A set of millions of keys (or of their hashes) costs hundreds of MB; an array of the hashes costs 8
+bytes a key (docs/architecture.md, "Row keys as hashes"). The price is that nothing is known to
+repeat until the source is done: :meth:`KeyLog.repeated` then names the hashes that came more than
+once, and the caller resolves those few exactly (validation re-checks the suspect keys, the fetch
+reads them back from staging). Hashes are Python's, so they compare only within one process.
 """
 
 from __future__ import annotations

@@ -1,47 +1,21 @@
 """The request budget of one Ozon Client-Id, shared by every thread, process and worker machine using it.
 
-Ozon allows 50 requests/s per Client-Id across all methods (some methods less: ``/v1/warehouse/list``
-once a minute) and may restrict an account that sends many erroneous requests. Airflow runs the
-three fetches of an account as three processes at once (and concurrent runs, backfills, several
-worker machines), so a budget kept in one process's memory lets them add up: 62–78 requests/s were
-seen. Here the budget lives in the target PostgreSQL, which every worker already reaches, on the
-database's clock.
+Ozon allows 50 requests/s per Client-Id across all methods (``/v1/warehouse/list``: once a minute)
+and may restrict an account that sends many erroneous requests. An account's three fetches,
+concurrent runs and backfills run in separate processes, often on separate machines, so the budget
+lives in the target PostgreSQL that every worker already reaches, on the database's clock.
 
-**How.** GCRA ("generic cell rate algorithm", a virtual scheduler): one row per (Client-Id, scope)
-holds ``tat``, the start of the next free request slot. ``acquire`` is one atomic upsert
-(``include/sql/ratelimit.sql``, ``reserve``): ``tat = greatest(tat, clock_timestamp()) + interval``,
-returning how long until the slot starts; the caller sleeps that long and sends. The row lock orders
-concurrent callers, so every slot goes to exactly one request and slots are ``interval`` apart:
-evenly spaced, never a burst (idle time is not saved up), which also suits an Ozon window that is a
-plain count per calendar second. No polling, no table locks, one round trip per acquire.
-``pause(s)`` pushes the Client-Id's ``tat`` to now + s for every holder; ``observe_remaining(0)`` is a
-1-s pause. ``headroom`` (0.95 by default: 47.5 of 50 per second) aims under Ozon's limits, method limits included: the slot
-is where the request may start, and when it actually leaves varies by the sleep's and the network's
-jitter (milliseconds), so a budget of exactly 50/s can show 51 in some 1-s window.
+GCRA (a virtual scheduler): one row per (Client-Id, scope) holds ``tat``, the start of the next free
+slot; ``acquire`` is one atomic upsert (``include/sql/ratelimit.sql``, ``reserve``) that hands each
+caller its own slot, evenly spaced, never a burst. ``pause(s)`` moves ``tat`` for every holder (a
+429's ``Retry-After``). ``headroom`` (0.95) aims under the limit, because a request leaves a few
+milliseconds after its slot. Why this and not pyrate-limiter: docs/architecture.md, "The rate
+budget lives in PostgreSQL".
 
-**Why not pyrate-limiter** (judged against 4.5.1, its ``PostgresBucket``; 4 processes × 2 threads
-acquiring for 3 s at 50/s against the test PostgreSQL 15, on 2 CPUs). It is a sliding-window log:
-every acquire takes ``LOCK TABLE … IN EXCLUSIVE MODE NOWAIT``, counts the window's rows and inserts
-one; a caller that finds the table locked is refused and the Limiter polls (sleep, retry). Measured:
-``Rate(50, SECOND)`` held 50 per sliding 1-s window at 48.8–49.5/s, but as bursts: all 50 within
-100 ms, then nothing for 0.9 s (what a fixed per-second count at Ozon punishes; NOTES.md measured 52
-per window: the item's timestamp is read in a round trip before the lock). Spacing it evenly with
-``Rate(1, 20 ms)`` let the NOWAIT refusals and the polling dominate: 14–27 requests/s of 50. It has no
-pause for Retry-After shared across processes, keeps a row per request and needs psycopg_pool.
-This GCRA, same harness: headroom 0.9 (45/s) → 44.8–45.0/s achieved, peak 46 per sliding 1-s window
-(45 per calendar second, ≤ 6 per 100 ms, gaps 18.8–25.8 ms at p5–p95 around 22.2); 8 processes × 4
-threads → 45.0/s, peak 47; headroom 1.0 (50/s) → 50.0/s, peak 51 per sliding window (50 per calendar
-second): the jitter of when a request leaves, hence the default headroom. Two statements, no new
-dependency: the GCRA it is.
-
-**Connections.** One autocommit psycopg 3 connection per shared budget, behind a lock (a round trip
-is well under a millisecond, and the sleeping happens outside the lock); reopened after a fork and
-once after an error; ``connect_timeout`` and a ``statement_timeout`` bound every call, after which
-``RateBudgetUnavailable`` names the database (never the password). The table is created on first
-use, under an advisory lock so that concurrent first users do not race.
-
-``LocalBudget`` is the same algorithm in process memory for code and tests without PostgreSQL; its
-state is per process, so it does not protect against other processes.
+One autocommit psycopg 3 connection per budget, reopened after a fork or an error; every call is
+bounded by ``connect_timeout`` and ``statement_timeout``, after which ``RateBudgetUnavailable`` names
+the database (never the password). ``LocalBudget`` is the same algorithm in one process's memory,
+for code and tests without PostgreSQL.
 """
 
 from __future__ import annotations

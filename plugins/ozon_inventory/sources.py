@@ -23,8 +23,8 @@ below the specs (:data:`JOINS`, :data:`CHECKS`), not buried in either.
 
 A row validator takes one raw row and a :class:`RowSink`. It raises :class:`Reject` for a row that
 breaks a rule (the engine stores it with its reason); when the row's key was readable it first emits
-the key into the source's ``held_*`` file, so the row's last good value is kept (see README,
-"Validation").
+the key into the source's ``held_*`` file, so the row's last good value is kept (see
+docs/architecture.md, "A rejected value keeps the last good one").
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ accounts against the Ozon simulator:
 - ``ozon_flaky``: both analytics methods down and one 429 from Ozon: degraded;
 - ``ozon_badkey``: a wrong Api-Key: failed before anything was loaded.
 
-A downstream DAG (``ozon_stock_consumer``, as the README shows it) is scheduled on
+A downstream DAG (``ozon_stock_consumer``, as docs/data-model.md shows it) is scheduled on
 ``Asset("ozon-inventory://ozon_default")`` and reads the fresh stock with ``ozon_inventory.read``.
 Then 200 synthetic accounts with a day of hourly history are written into the target database, and
 headless Chromium (Playwright driving Debian's ``/usr/bin/chromium``) logs in through Airflow's
@@ -61,8 +61,9 @@ CHROMIUM_FLAGS = [
 ]
 SYNTHETIC = 200
 CONSUMER = "ozon_stock_consumer"
-#: A downstream DAG as README "Downstream DAGs on fresh stock" shows it: scheduled on one account's
-#: Asset, it reads the event's extra and the account's stock as a DataFrame (ozon_inventory.read).
+#: A downstream DAG as docs/data-model.md, "Downstream DAGs on fresh stock", shows it: scheduled on
+#: one account's Asset, it reads the event's extra and the account's stock as a DataFrame
+#: (ozon_inventory.read).
 CONSUMER_DAG = """
 import pendulum
 from airflow.sdk import DAG, Asset, task
