@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from ozon_inventory.methods import V1_ANALYTICS_STOCKS, V2_STOCK_ON_WAREHOUSES
+from ozon_inventory.methods import V1_ANALYTICS_STOCKS, V1_FBO_BY_WAREHOUSE, V2_STOCK_ON_WAREHOUSES
 from ozon_simulator import Fault
 from tests.conftest import CLIENT_ID
 from tests.dags.test_dag_runs import env, run_dag  # noqa: F401 - the fixture is used by name
@@ -37,8 +37,9 @@ def test_alerts_are_sent_once_per_change(env, smtp, simulator, pg_dsn, monkeypat
     run_dag(2, day=2)
     time.sleep(0.5)
     assert len(smtp.messages) == 2
-    # now analytics fails altogether: a degraded run is told once
-    simulator.sim.add_fault(Fault(V1_ANALYTICS_STOCKS, "status", status=503, times=-1))
+    # now every warehouse-level method fails: a degraded run is told once
+    for method in (V1_ANALYTICS_STOCKS, V1_FBO_BY_WAREHOUSE):
+        simulator.sim.add_fault(Fault(method, "status", status=503, times=-1))
     run_dag(3, day=2)
     degraded = [m for m in wait_for(smtp, 3) if "degraded" in m["Subject"]]
     assert [m["Subject"] for m in degraded] == [

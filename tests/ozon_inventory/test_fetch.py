@@ -44,6 +44,27 @@ def test_auto_moves_to_the_successor_when_the_breaker_opens(simulator, tmp_path)
     assert recorded["method"] == V2_STOCK_ON_WAREHOUSES and recorded["status"] == 503
 
 
+def test_retries_that_run_out_as_the_breaker_opens_still_fall_back(simulator, tmp_path):
+    """One request's last attempt can be the failure that declares the method down (page requests
+    run in parallel, so under load this is a race): the fetch falls back all the same, instead of
+    failing with the retries' error."""
+    simulator.sim.add_fault(Fault(V2_STOCK_ON_WAREHOUSES, "status", status=503, times=-1))
+    client = OzonClient(
+        simulator.url,
+        CLIENT_ID,
+        API_KEY,
+        rate_limit=1000,
+        backoff=0.001,
+        backoff_max=0.002,
+        max_retries=4,
+        workers=1,
+    )
+    # one request at a time: its 5th failure opens the breaker and is its last attempt
+    assert client.breaker.threshold == client.max_retries + 1
+    manifest = fetch_source(client, StagingArea(str(tmp_path), "acc", "20261124T000000Z"), "warehouse_stocks")
+    assert (manifest.method, manifest.fallback_from) == (V1_ANALYTICS_STOCKS, V2_STOCK_ON_WAREHOUSES)
+
+
 def test_a_pinned_method_does_not_fall_back(simulator, tmp_path):
     simulator.sim.add_fault(Fault(V2_STOCK_ON_WAREHOUSES, "obsolete", times=-1))
     staging = StagingArea(str(tmp_path), "acc", "20261124T000000Z")
