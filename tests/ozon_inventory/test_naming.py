@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import string
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import pytest
 
@@ -33,7 +34,10 @@ TRICKY = [
     "a/../b",
     "shop#2",
     "shop%232",
+    "shop~232",
     "shop%2",
+    "shop~2",
+    "a~~b",
     "my shop",
     "my  shop",
     " lead",
@@ -66,11 +70,12 @@ def test_the_usual_ids_are_their_own_names():
 
 
 def test_the_names_the_old_folders_merged_are_apart():
-    assert account_name("shop:1") == "shop%3A1" and account_name("shop_1") == "shop_1"
-    assert account_name("ozon_магазин") == "ozon_%D0%BC%D0%B0%D0%B3%D0%B0%D0%B7%D0%B8%D0%BD"
+    assert account_name("shop:1") == "shop~3A1" and account_name("shop_1") == "shop_1"
+    assert account_name("ozon_магазин") == "ozon_~D0~BC~D0~B0~D0~B3~D0~B0~D0~B7~D0~B8~D0~BD"
     assert account_name("ozon_магазин") != account_name("ozon_склад")
-    assert account_name("Shop") == "%53hop" and account_name("shop") == "shop"
-    assert account_name("..") == "%2E%2E" and account_name("seller/east") == "seller%2Feast"
+    assert account_name("Shop") == "~53hop" and account_name("shop") == "shop"
+    assert account_name("..") == "~2E~2E" and account_name("seller/east") == "seller~2Feast"
+    assert account_name("shop%1") == "shop~251" and account_name("a~b") == "a~7Eb"
 
 
 def test_injective_even_folded_to_one_case():
@@ -91,18 +96,32 @@ def test_round_trip():
 
 def test_what_is_no_name_gives_no_id():
     # the old layout's folders, hand-typed ids, non-canonical escapes, broken UTF-8, a long id's name
-    for text in ("Shop", "shop:1", "shop%3a1", "%73hop", "%FF", "%D0", "x%", "%zz", "", "a~b", "ozon.x"):
+    for text in (
+        "Shop",
+        "shop:1",
+        "shop~3a1",
+        "~73hop",
+        "~FF",
+        "~D0",
+        "x~",
+        "~zz",
+        "",
+        "a~~b",
+        "ozon.x",
+        "shop%3A1",
+    ):
         assert account_of(text) is None, text
     assert account_of(account_name("ю" * 60)) is None
 
 
 def test_every_name_is_one_safe_path_segment(tmp_path):
     ids = sorted(set(TRICKY + _random_ids(2_000, seed=3)))
-    allowed = set(naming.SAFE) | set("%0123456789ABCDEF") | {LONG_MARK} | set("abcdef")
+    allowed = set(naming.SAFE) | set("~0123456789ABCDEF") | set("abcdef")
     for account in ids:
         name = account_name(account)
         assert name.isascii() and set(name) <= allowed, name
         assert name not in (".", "..") and not name.startswith(".") and 0 < len(name) <= MAX_NAME
+        assert unquote(name) == name == quote(name, safe="")  # a URL carries it as it is, decoded or not
         folder = tmp_path / name
         folder.mkdir()  # one new folder right under the root, never elsewhere, never an existing one
         assert folder.resolve().parent == tmp_path.resolve()
@@ -110,10 +129,10 @@ def test_every_name_is_one_safe_path_segment(tmp_path):
 
 
 def _spec(account: str) -> str:
-    """The encoding as the module's docstring states it: UTF-8 bytes percent-encoded, capitals in
-    the escapes, only a-z 0-9 _ - as themselves."""
+    """The encoding as the module's docstring states it: UTF-8 bytes percent-encoded with ~ for %,
+    capitals in the escapes, only a-z 0-9 _ - as themselves."""
     keep = set(string.ascii_lowercase + string.digits + "_-")
-    return "".join(c if c in keep else "".join(f"%{b:02X}" for b in c.encode()) for c in account)
+    return "".join(c if c in keep else "".join(f"~{b:02X}" for b in c.encode()) for c in account)
 
 
 def test_names_follow_the_stated_encoding():
@@ -135,7 +154,7 @@ def test_long_ids_get_a_bounded_name_apart_from_every_other():
         hashed += 1
         head, mark, digest = name.rpartition(LONG_MARK)
         assert mark and len(digest) == 64 and len(name) <= MAX_NAME
-        assert full.startswith(head) and (full[len(head)] == "%" or full[len(head)] in naming.SAFE)
+        assert full.startswith(head) and (full[len(head)] == "~" or full[len(head)] in naming.SAFE)
         assert account_of(name) is None  # a hashed name is not reversed
     assert hashed > 20
     assert account_name("x" * MAX_NAME) == "x" * MAX_NAME  # the longest name still is the id

@@ -30,7 +30,7 @@ def test_sources_come_from_the_registry():
 
 def test_layout_by_account_and_run(tmp_path):
     area = StagingArea(str(tmp_path), "ozon default/1", "manual__2026-11-22T10:00:00+00:00")
-    assert area.base == tmp_path / "ozon%20default%2F1" / "manual__2026-11-22T10_00_00_00_00"
+    assert area.base == tmp_path / "ozon~20default~2F1" / "manual__2026-11-22T10_00_00_00_00"
     assert StagingArea(str(tmp_path), "ozon_default", "r").base == tmp_path / "ozon_default" / "r"
     assert safe_part("acc") == "acc"
     with pytest.raises(StagingError, match="cannot make a staging folder name"):
@@ -269,7 +269,7 @@ def test_the_old_layout_runs_move_to_their_own_account_once(tmp_path):
     assert legacy_folder("shop:1") == legacy_folder("shop_1") == "shop_1"
 
     moved = adopt_legacy_runs(str(tmp_path), "shop:1")
-    assert moved == [str(tmp_path / "shop%3A1" / k) for k in ("20261120T000000Z", "20261120T010000Z")]
+    assert moved == [str(tmp_path / "shop~3A1" / k) for k in ("20261120T000000Z", "20261120T010000Z")]
     area = StagingArea(str(tmp_path), "shop:1", "20261120T010000Z")
     assert area.manifest("stocks") is not None and area.manifest("stocks").account == "shop:1"
     assert StagingArea(str(tmp_path), "shop:1", "20261120T020000Z").previous_manifest("stocks") is not None
@@ -279,7 +279,7 @@ def test_the_old_layout_runs_move_to_their_own_account_once(tmp_path):
     assert adopt_legacy_runs(str(tmp_path), "shop_1") == []  # its name is its old folder: nothing to do
     assert adopt_legacy_runs(str(tmp_path), "shop:1") == []  # once
 
-    assert adopt_legacy_runs(str(tmp_path), "Shop") == [str(tmp_path / "%53hop" / "20261120T000000Z")]
+    assert adopt_legacy_runs(str(tmp_path), "Shop") == [str(tmp_path / "~53hop" / "20261120T000000Z")]
     assert not (tmp_path / "Shop").exists()  # the old folder, now empty and no id's name, goes
 
 
