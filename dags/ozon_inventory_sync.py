@@ -11,8 +11,11 @@ Per account (mapped over the `accounts` param / `ozon_inventory_accounts` Variab
 - A failed source does not stop the others: they are loaded, the run is **degraded** (ledger
   `ozon_sync_run.degraded`), `report` fails. Clear the failed fetch task *with downstream* to complete it.
 - A backfill reprocesses archived answers; dates with no archive are skipped with the reason.
-- `load` emits an Asset event per account that got fresh stock: `Asset("ozon-inventory://<account>")`
-  (through the alias `ozon-inventory`), so downstream DAGs can be scheduled on it.
+- `load` emits an Asset event per account that got fresh stock: `Asset("ozon-inventory://<name>")`
+  (through the alias `ozon-inventory`), so downstream DAGs can be scheduled on it. `<name>` is the
+  account's name (`ozon_inventory.naming.account_name`): the id itself when it has only `a-z0-9_-`,
+  else each other character as `~` and its UTF-8 bytes in hex (`shop:1` → `shop~3A1`); staging
+  folders are named the same way.
 - Grid labels name the account; `report` adds "degraded: <sources> failed" to its label.
 
 Settings: connections `ozon_default` (Client-Id as login, Api-Key as password) and `ozon_postgres`;

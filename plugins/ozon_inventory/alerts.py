@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from ozon_inventory.exceptions import ConfigError
+from ozon_inventory.naming import account_name
 from ozon_inventory.sql import statements
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ def notifiers_for(alert: Alert, email: str | None, custom: str | Mapping[str, An
         body = "<p>" + alert.text.replace("&", "&amp;").replace("<", "&lt;") + "</p>"
         out.append(SmtpNotifier(to=recipients, subject=alert.subject, html_content=body))
     if custom:
-        spec = json.loads(custom) if isinstance(custom, str) else dict(custom)
+        spec = _notifier_spec(custom)
         try:
             module, _, name = str(spec["class"]).rpartition(".")
             notifier_class = getattr(importlib.import_module(module), name)
@@ -175,13 +176,29 @@ def notifiers_for(alert: Alert, email: str | None, custom: str | Mapping[str, An
     return out
 
 
+def _notifier_spec(custom: str | Mapping[str, Any]) -> dict[str, Any]:
+    """The ``alert_notifier`` setting as a dict; a value that is not a JSON object names itself."""
+    try:
+        spec = json.loads(custom) if isinstance(custom, str) else custom
+    except ValueError as exc:
+        spec, problem = None, f"not JSON ({exc})"
+    else:
+        problem = "not a JSON object"
+    if not isinstance(spec, Mapping):
+        raise ConfigError(
+            f"Variable ozon_inventory_alert_notifier must be a JSON object such as "
+            f'{{"class": "<notifier class path>", "kwargs": {{}}}}; found {custom!r}: {problem}'
+        )
+    return dict(spec)
+
+
 def send(
     alerts: Iterable[Alert], context: Any, email: str | None, custom: str | Mapping[str, Any] | None
 ) -> int:
     """Send each alert through each channel; a channel that fails is logged, the others still go."""
     sent = 0
     for alert in alerts:
-        log.warning("ALERT account=%s kind=%s: %s", alert.account, alert.kind, alert.text)
+        log.warning("ALERT account=%s kind=%s: %s", account_name(alert.account), alert.kind, alert.text)
         for notifier in notifiers_for(alert, email, custom):
             try:
                 notifier(context)

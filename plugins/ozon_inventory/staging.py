@@ -2,7 +2,8 @@
 
 ``{root}/{account}/{run_key}/{source}/page-000001.json.gz`` holds each answer exactly as received
 (gzip-compressed), and ``manifest.json`` beside the pages is written last, so a source counts as
-fetched only when its manifest exists. ``validated/`` and ``model/`` hold the COPY-ready files of the
+fetched only when its manifest exists. ``{account}`` is the account's name (``naming.account_name``:
+one folder per connection id, never shared; :func:`adopt_legacy_runs` moves runs of the old layout). ``validated/`` and ``model/`` hold the COPY-ready files of the
 later tasks. The root is a local folder or any fsspec / ObjectStoragePath URL (``s3://conn@bucket/x``).
 
 Once a run's load has succeeded, :meth:`StagingArea.compact` drops what can be rebuilt from the raw
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ozon_inventory.exceptions import StagingError, StagingWriteError
+from ozon_inventory.naming import account_name, account_of
 from ozon_inventory.sources import SOURCES
 
 __all__ = [
@@ -39,6 +41,8 @@ __all__ = [
     "SOURCES",
     "Manifest",
     "StagingArea",
+    "adopt_legacy_runs",
+    "legacy_folder",
     "purge_older_than",
     "purge_over_size",
     "run_key_for",
@@ -89,7 +93,9 @@ class Manifest:
 
 
 def safe_part(value: str) -> str:
-    """A path segment from an account or run id ("ozon_default", "manual__2026-…")."""
+    """A path segment from a run key ("20261122T100000Z", "manual__2026-…"): each run of other
+    characters than ``[A-Za-z0-9._=-]`` becomes ``_``. Not injective, so never for an account (see
+    ``naming.account_name``); account folders were named so before, which :func:`legacy_folder` keeps."""
     cleaned = _SAFE.sub("_", value).strip("._")
     if not cleaned:
         raise StagingError(f"cannot make a staging folder name from {value!r}")
@@ -112,7 +118,7 @@ class StagingArea:
         self.root_url = root
         self.account = account
         self.run_key = run_key
-        self.base = _path(root) / safe_part(account) / safe_part(run_key)
+        self.base = _path(root) / account_name(account) / safe_part(run_key)
 
     def dir(self, name: str) -> Any:
         return self.base / name
@@ -183,13 +189,7 @@ class StagingArea:
 
     def manifest(self, source: str) -> Manifest | None:
         """The source's manifest, or None when the fetch did not complete."""
-        target = self.dir(source) / MANIFEST
-        if not target.exists():
-            return None
-        try:
-            return Manifest.from_dict(json.loads(target.read_text()))
-        except (ValueError, TypeError) as exc:
-            raise StagingError(f"unreadable manifest {target}: {exc}") from exc
+        return _read_manifest(self.dir(source))
 
     def previous_manifest(self, source: str, lookback: int = 10) -> Manifest | None:
         """The source's manifest from the account's latest earlier run (a size hint for paging)."""
@@ -318,6 +318,17 @@ class StagingArea:
         return _tree_size(self.base)
 
 
+def _read_manifest(folder: Any) -> Manifest | None:
+    """The manifest in a source's folder, or None when there is none."""
+    target = folder / MANIFEST
+    if not target.exists():
+        return None
+    try:
+        return Manifest.from_dict(json.loads(target.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise StagingError(f"unreadable manifest {target}: {exc}") from exc
+
+
 def _is_checked(name: str) -> bool:
     prefix, suffix = CHECKED.split("{}")
     return name.startswith(prefix) and name.endswith(suffix)
@@ -393,7 +404,7 @@ def purge_over_size(root: str, account: str, max_mb: float, keep: str | None = N
     ``load/result.json``: still running, or failed and waiting to be cleared; age retention removes
     those). Degraded runs have loaded, so they count and go like any other.
     """
-    folder = _path(root) / safe_part(account)
+    folder = _path(root) / account_name(account)
     removed: list[str] = []
     if not folder.exists():
         return removed
@@ -435,3 +446,56 @@ def _remove(folder: Any) -> None:
         shutil.rmtree(folder)
     else:
         folder.rmdir(recursive=True)
+
+
+def legacy_folder(account: str) -> str | None:
+    """The account's folder name in the old layout (``safe_part`` of the id), None if it had none."""
+    try:
+        return safe_part(account)
+    except StagingError:
+        return None
+
+
+def adopt_legacy_runs(root: str, account: str) -> list[str]:
+    """Move the account's runs from its folder of the old layout into its own; return where to.
+
+    The old layout named an account's folder ``safe_part(account)``, which gave ``shop:1`` and
+    ``shop_1`` (or ``ozon_магазин`` and ``ozon_склад``) one folder. Its runs are moved once, by the
+    planning task before any fetch, instead of being read under both names: a folder two ids shared
+    may hold the other seller's runs, and reading it would hand them over again. Only a run's
+    manifests say whose it is (``Manifest.account`` is the exact id), so a run moves when it has
+    manifests, all of them name this account, and the account's own folder has no run of that key.
+    Every other run stays: another account of the same old name adopts its own, and age retention
+    removes the rest (among them a run two accounts wrote into). The old folder goes once empty,
+    unless it is some id's name. Costs one look-up for an id whose name changed, nothing for the
+    usual ids (``ozon_default`` is its own name in both layouts).
+    """
+    old, new = legacy_folder(account), account_name(account)
+    if old is None or old == new:
+        return []
+    source = _path(root) / old
+    if not source.exists():
+        return []
+    target = _path(root) / new
+    moved: list[str] = []
+    for run in sorted(source.iterdir(), key=lambda p: p.name):
+        if _run_stamp(run.name) is None or (target / run.name).exists():
+            continue
+        try:
+            owners = {m.account for s in SOURCES if (m := _read_manifest(run / s)) is not None}
+        except StagingError:  # a manifest that does not read tells no owner: the run stays
+            continue
+        if owners != {account}:
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        if isinstance(run, Path):
+            run.rename(target / run.name)
+        else:
+            run.rename(target / run.name, recursive=True)
+        moved.append(str(target / run.name))
+    if isinstance(source, Path) and account_of(old) is None:
+        try:
+            source.rmdir()  # only when empty
+        except OSError:
+            pass
+    return moved

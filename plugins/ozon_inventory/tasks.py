@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -26,7 +28,7 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from ozon_inventory.config import DagSettings, RunSettings, run_settings
+from ozon_inventory.config import DagSettings, RunSettings, refuse_shared_client_ids, run_settings
 from ozon_inventory.exceptions import (
     ConfigError,
     OzonApiError,
@@ -35,10 +37,12 @@ from ozon_inventory.exceptions import (
     ShrinkGuardError,
     StagingError,
 )
+from ozon_inventory.naming import account_name
 from ozon_inventory.staging import (
     MANIFEST,
     SOURCES,
     StagingArea,
+    adopt_legacy_runs,
     purge_older_than,
     purge_over_size,
     run_key_for,
@@ -93,13 +97,17 @@ _LOCAL: dict[str, Any] = _COMMON | {"execution_timeout": timedelta(minutes=30)}
 
 #: The load's Asset events: one per account whose load applied something, through this alias
 #: (the load is mapped, so its assets are named at run time). Downstream DAGs schedule on
-#: ``stock_asset(account)``, i.e. ``Asset("ozon-inventory://<account>")``.
+#: ``stock_asset(account)``, i.e. ``Asset("ozon-inventory://<account's name>")``.
 STOCK_ALIAS = AssetAlias("ozon-inventory")
 
 
 def stock_asset(account: str) -> Asset:
-    """The asset of an account's stock in the target database."""
-    return Asset(f"ozon-inventory://{account}")
+    """The asset of an account's stock in the target database.
+
+    Named by ``naming.account_name``: Airflow refuses an asset URI that is not ASCII (after the
+    task, when it records the event), and a raw id may hold what a URI cannot (``#``, ``/``, ``:``).
+    An id made of ``a-z0-9_-`` (``ozon_default``) is its own name, so its URI is the id's."""
+    return Asset(f"ozon-inventory://{account_name(account)}")
 
 
 #: A run param with this value defers to the Variable ``ozon_inventory_<name>``, then the default
@@ -330,33 +338,45 @@ def load(account: str) -> dict[str, Any]:
             durations,
             connect=lambda: _postgres(settings.postgres_conn_id),  # prepares a source in parallel
         )
-    staging.write_json("load", "result.json", result.as_dict())
-    try:  # loaded: keep the raw answers and small reports, drop what they rebuild
-        freed = staging.compact()
+    # Committed: from here on nothing fails the task, as a failure would show a loaded account failed.
+    with _after_commit(account, "writing load/result.json (report reads the load's XCom instead)"):
+        staging.write_json("load", "result.json", result.as_dict())
+    with _after_commit(account, "compacting its staging (the next runs' retention frees the space)"):
+        freed = staging.compact()  # loaded: keep the raw answers and small reports, drop what they rebuild
         log.info(
             "staging of %s compacted: %d files, %d bytes dropped",
             staging.run_key,
             len(freed["dropped"]),
             freed["bytes"],
         )
-    except OSError as exc:  # the data is loaded; the next runs' retention frees the space anyway
-        log.warning("staging of %s: could not drop its rebuildable files: %s", staging.run_key, exc)
     if result.applied:  # fresh stock: tell downstream DAGs (nothing applied, nothing to tell)
-        context["outlet_events"][STOCK_ALIAS].add(
-            stock_asset(account),
-            extra={
-                "account": account,
-                "run_id": result.run_id,
-                "status": result.status,
-                "degraded": result.degraded,
-                "applied": list(result.applied),
-                "missing": list(result.missing),
-                "as_of": {s: report.sources[s].as_of for s in result.applied},
-                "products": result.counts.get("products", 0),
-                "warehouse_rows": result.counts.get("warehouse_rows", 0),
-            },
-        )
+        with _after_commit(account, "adding the asset event"):
+            context["outlet_events"][STOCK_ALIAS].add(
+                stock_asset(account),
+                extra={
+                    "account": account,
+                    "run_id": result.run_id,
+                    "status": result.status,
+                    "degraded": result.degraded,
+                    "applied": list(result.applied),
+                    "missing": list(result.missing),
+                    "as_of": {s: report.sources[s].as_of for s in result.applied},
+                    "products": result.counts.get("products", 0),
+                    "warehouse_rows": result.counts.get("warehouse_rows", 0),
+                },
+            )
     return result.as_dict()
+
+
+@contextmanager
+def _after_commit(account: str, step: str) -> Iterator[None]:
+    """A step after the load's commit: a failure is logged, never the task's outcome."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - the account's stock is loaded; the task must not fail
+        log.error(
+            "account %r: loaded and committed, but %s failed: %s: %s", account, step, type(exc).__name__, exc
+        )
 
 
 @task(trigger_rule=TriggerRule.ALL_DONE, **(_LOCAL | {"retries": 0}))
@@ -375,10 +395,11 @@ def report(account: str) -> dict[str, Any]:
         )
     _retention(settings, staging)  # whatever the outcome: failed and degraded runs must not grow staging
     _drop_streamed(settings, staging)
+    result: dict[str, Any] | None
     try:
         result = staging.read_json("load", "result.json")
-    except StagingError:
-        result = None
+    except StagingError:  # the load may have committed without writing it: its XCom then tells
+        result = _load_xcom(context)
     _raise_alerts(context, settings, staging, account, result)
     if result is None:
         context["ozon_label"] = "failed: nothing loaded"  # type: ignore[typeddict-unknown-key]
@@ -405,6 +426,27 @@ def report(account: str) -> dict[str, Any]:
             "tasks to complete the snapshot."
         )
     return result
+
+
+def _load_xcom(context: Context) -> dict[str, Any] | None:
+    """What this account's load returned, when it succeeded in this try of the run (None otherwise).
+
+    Asked only when ``load/result.json`` is missing. A cleared load that did not run again (its
+    upstream failed) keeps the XCom of its earlier success, so the load's state is asked first."""
+    ti = context["ti"]
+    group = ti.task_id.rpartition(".")[0]
+    load_id = f"{group}.load" if group else "load"
+    succeeded = ti.get_ti_count(
+        dag_id=ti.dag_id,
+        map_index=ti.map_index,
+        task_ids=[load_id],
+        run_ids=[ti.run_id],
+        states=["success"],
+    )
+    if not succeeded:
+        return None
+    value = ti.xcom_pull(task_ids=load_id, map_indexes=ti.map_index)
+    return value if isinstance(value, dict) and "status" in value else None
 
 
 def _drop_streamed(settings: RunSettings, staging: StagingArea) -> None:
@@ -487,5 +529,41 @@ def accounts() -> list[str]:
     """The seller accounts (Ozon connection ids) of this run: param, Variable, or ozon_default.
 
     Every other setting is read and checked here too, so a bad one fails the run's first task; the
-    later tasks read only the settings they use."""
-    return list(run_settings(_run_params(get_current_context()["params"])).accounts)
+    later tasks read only the settings they use. Before any fetch: two accounts of one seller (one
+    Client-Id) are refused by name, and each account's runs in the old staging layout are moved into
+    its own folder (``staging.adopt_legacy_runs``)."""
+    settings = run_settings(_run_params(get_current_context()["params"]))
+    names = list(settings.accounts)
+    refuse_shared_client_ids(_client_ids(names), settings.where("accounts"))
+    for account in names:
+        try:
+            moved = adopt_legacy_runs(settings.staging_root, account)
+        except Exception as exc:  # noqa: BLE001 - the account still runs; only its old archive waits
+            log.warning("account %r: could not move its runs of the old staging layout: %s", account, exc)
+            continue
+        if moved:
+            log.info(
+                "account %r: %d runs moved from the old staging layout into %s",
+                account,
+                len(moved),
+                account_name(account),
+            )
+    return names
+
+
+def _client_ids(accounts: Sequence[str]) -> dict[str, str | None]:
+    """Each account's Client-Id, None where its connection cannot be read (its fetches say why)."""
+    from ozon_inventory.hooks.ozon import OzonHook
+
+    out: dict[str, str | None] = {}
+    for account in accounts:
+        try:
+            out[account] = OzonHook(account).client_id()
+        except Exception as exc:  # noqa: BLE001 - one bad connection must not stop the other accounts
+            log.warning(
+                "account %r: its Client-Id is not checked here (%s); its fetches will fail with the cause",
+                account,
+                exc,
+            )
+            out[account] = None
+    return out

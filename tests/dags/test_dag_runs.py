@@ -113,8 +113,9 @@ def test_old_system_dataset_full_run(env, pg_dsn, simulator):
 def test_two_accounts_at_once_and_a_bad_key_fails_only_its_own(env, pg_dsn, simulator):
     other = build_catalogue(40, 5, seed=9)
     simulator.sim.accounts["300400"] = Account("300400", "second-key", other)
+    simulator.sim.accounts["300500"] = Account("300500", "third-key", build_catalogue(20, 3, seed=10))
     env("ozon_second", client_id="300400", api_key="second-key")
-    env("ozon_broken", client_id="300400", api_key="not-the-key")
+    env("ozon_broken", client_id="300500", api_key="not-the-key")  # a seller of its own (one per run)
     dag_run = run_dag(11, {"accounts": ["ozon_default", "ozon_second", "ozon_broken"]}, day=2)
     got = states(dag_run)
     assert got[("account.report", 0)] == "success" and got[("account.report", 1)] == "success"

@@ -47,7 +47,11 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "ozon_inventory_sync"
 OK, FLAKY, BAD = "ozon_default", "ozon_flaky", "ozon_badkey"
-KEYS = {OK: ("100200", "e2e-key"), FLAKY: ("700800", "flaky-key"), BAD: ("100200", "not-the-key")}
+KEYS = {
+    OK: ("100200", "e2e-key"),
+    FLAKY: ("700800", "flaky-key"),
+    BAD: ("100300", "not-the-key"),
+}  # a seller of its own: one per run
 USERS = {"viewer": "viewer", "outsider": ""}  # user -> simple auth manager role ("" = no role)
 ANALYTICS = ("/v2/analytics/stock_on_warehouses", "/v1/analytics/stocks")
 CHROMIUM_FLAGS = [

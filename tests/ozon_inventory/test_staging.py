@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -14,6 +15,8 @@ from ozon_inventory.exceptions import StagingError
 from ozon_inventory.staging import (
     Manifest,
     StagingArea,
+    adopt_legacy_runs,
+    legacy_folder,
     purge_older_than,
     purge_over_size,
     run_key_for,
@@ -27,7 +30,8 @@ def test_sources_come_from_the_registry():
 
 def test_layout_by_account_and_run(tmp_path):
     area = StagingArea(str(tmp_path), "ozon default/1", "manual__2026-11-22T10:00:00+00:00")
-    assert area.base == tmp_path / "ozon_default_1" / "manual__2026-11-22T10_00_00_00_00"
+    assert area.base == tmp_path / "ozon~20default~2F1" / "manual__2026-11-22T10_00_00_00_00"
+    assert StagingArea(str(tmp_path), "ozon_default", "r").base == tmp_path / "ozon_default" / "r"
     assert safe_part("acc") == "acc"
     with pytest.raises(StagingError, match="cannot make a staging folder name"):
         safe_part("///")
@@ -225,3 +229,77 @@ def test_nothing_is_dropped_when_the_marker_cannot_be_written(tmp_path, monkeypa
     with pytest.raises(OSError, match="No space"):
         area.compact()
     assert (area.dir("model") / "stock_by_warehouse.tsv").exists() and not area.compacted
+
+
+def test_accounts_the_old_layout_merged_get_folders_of_their_own(tmp_path):
+    areas = {
+        a: StagingArea(str(tmp_path), a, "20261122T100000Z") for a in ("shop:1", "shop_1", "Shop", "shop")
+    }
+    for account, area in areas.items():
+        _stage(area, account.encode())
+    assert len({area.base for area in areas.values()}) == 4
+    for account, area in areas.items():
+        manifest = area.manifest("stocks")
+        assert manifest is not None and manifest.account == account
+        assert [raw for _, raw in area.pages(manifest)] == [account.encode()]
+    for area in areas.values():
+        area.write_json("load", "result.json", {"status": "complete"})
+    assert purge_over_size(str(tmp_path), "shop:1", 0.000001) == [str(areas["shop:1"].base)]
+    assert areas["shop_1"].base.exists()  # the size limit of one is never another's
+
+
+def _legacy(root, account: str, key: str, owner: str | None = None) -> StagingArea:
+    """A run staged in the old layout: the folder ``legacy_folder(account)``, manifests of ``owner``."""
+    area = StagingArea(str(root), owner or account, key)
+    _stage(area, b'{"items": []}')
+    old = root / legacy_folder(account) / key
+    old.parent.mkdir(parents=True, exist_ok=True)
+    area.base.rename(old)
+    if not any(area.base.parent.iterdir()):
+        area.base.parent.rmdir()
+    return area
+
+
+def test_the_old_layout_runs_move_to_their_own_account_once(tmp_path):
+    _legacy(tmp_path, "shop:1", "20261120T000000Z")
+    _legacy(tmp_path, "shop:1", "20261120T010000Z")
+    _legacy(tmp_path, "shop_1", "20261120T020000Z")  # the other seller of the shared folder
+    (tmp_path / "shop_1" / "20261120T030000Z").mkdir()  # a run whose fetches never completed
+    _legacy(tmp_path, "Shop", "20261120T000000Z")
+    assert legacy_folder("shop:1") == legacy_folder("shop_1") == "shop_1"
+
+    moved = adopt_legacy_runs(str(tmp_path), "shop:1")
+    assert moved == [str(tmp_path / "shop~3A1" / k) for k in ("20261120T000000Z", "20261120T010000Z")]
+    area = StagingArea(str(tmp_path), "shop:1", "20261120T010000Z")
+    assert area.manifest("stocks") is not None and area.manifest("stocks").account == "shop:1"
+    assert StagingArea(str(tmp_path), "shop:1", "20261120T020000Z").previous_manifest("stocks") is not None
+    # shop_1's own run stays in its folder (also its name now), as does the run nobody owns
+    assert sorted(p.name for p in (tmp_path / "shop_1").iterdir()) == ["20261120T020000Z", "20261120T030000Z"]
+    assert StagingArea(str(tmp_path), "shop_1", "20261120T020000Z").manifest("stocks").account == "shop_1"
+    assert adopt_legacy_runs(str(tmp_path), "shop_1") == []  # its name is its old folder: nothing to do
+    assert adopt_legacy_runs(str(tmp_path), "shop:1") == []  # once
+
+    assert adopt_legacy_runs(str(tmp_path), "Shop") == [str(tmp_path / "~53hop" / "20261120T000000Z")]
+    assert not (tmp_path / "Shop").exists()  # the old folder, now empty and no id's name, goes
+
+
+def test_a_run_two_accounts_wrote_into_or_a_taken_key_stays(tmp_path):
+    first = _legacy(tmp_path, "ozon_магазин", "20261120T000000Z")
+    assert legacy_folder("ozon_магазин") == legacy_folder("ozon_склад") == "ozon"
+    # the other seller's fetch wrote a source of the same run into the shared folder
+    mixed = tmp_path / "ozon" / "20261120T000000Z" / "warehouses"
+    mixed.mkdir()
+    theirs = Manifest("ozon_склад", "20261120T000000Z", "warehouses", "/v2/warehouse/list", "", "")
+    (mixed / "manifest.json").write_text(json.dumps(theirs.as_dict()))
+    _legacy(tmp_path, "ozon_магазин", "20261120T010000Z")
+    StagingArea(str(tmp_path), "ozon_магазин", "20261120T010000Z").begin("stocks")  # already in its folder
+    assert adopt_legacy_runs(str(tmp_path), "ozon_магазин") == []
+    assert adopt_legacy_runs(str(tmp_path), "ozon_склад") == []
+    assert sorted(p.name for p in (tmp_path / "ozon").iterdir()) == ["20261120T000000Z", "20261120T010000Z"]
+    assert first.manifest("stocks") is None  # nothing of the mixed run reached either account
+
+
+def test_no_old_folder_or_no_old_name_moves_nothing(tmp_path):
+    assert adopt_legacy_runs(str(tmp_path), "shop:1") == []
+    assert adopt_legacy_runs(str(tmp_path), "///") == []  # the old layout had no folder for it
+    assert legacy_folder("///") is None

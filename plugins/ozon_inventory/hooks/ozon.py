@@ -106,6 +106,11 @@ class OzonHook(HttpHook):
             raise ConfigError(f"{where}: login must be the seller's numeric Client-Id")
         return OzonAuth(client_id, clean_secret(conn.password, "password (the Api-Key)", where))
 
+    def client_id(self) -> str:
+        """The Client-Id the connection acts for: the seller, and the key of its rate budget
+        (an OAuth connection that names none stands for itself, ``oauth-<conn id>``)."""
+        return self._auth().client_id
+
     def options(self) -> dict[str, Any]:
         """The client's tuning from the connection's extras, the constructor's overrides on top."""
         extra, where = self._extra(), self._where()

@@ -12,16 +12,21 @@ Routes (under the mount prefix):
 - ``GET /`` — to the page in Airflow's UI (``/plugin/ozon-inventory``)
 - ``GET /api/summary`` — counts by status and the worst accounts (the dashboard widget)
 - ``GET /api/accounts?page=&page_size=&q=&status=`` — one page of accounts, worst first
-- ``GET /api/accounts/{account}`` — one account: sources, requests, rejects by reason, warehouses, history
-- ``GET /api/accounts/{account}/rejects?run_id=&source=&reason=&limit=&offset=`` — rejected rows with reasons
-- ``GET /api/accounts/{account}/mismatches`` — FBO SKUs where the two sources disagree now
+- ``GET /api/accounts/{name}`` — one account: sources, requests, rejects by reason, warehouses, history
+- ``GET /api/accounts/{name}/rejects?run_id=&source=&reason=&limit=&offset=`` — rejected rows with reasons
+- ``GET /api/accounts/{name}/mismatches`` — FBO SKUs where the two sources disagree now
 - ``GET /static/{name}`` — the browser code (``ozon-inventory.js``) and the icon
+
+``{name}`` is the account's name (``naming.account_name``, the ``name`` of each row), not its id:
+servers decode ``%2F`` before routing, so an id holding ``/`` (``shop/rejects``) would reach
+another route or another account; a name has neither ``/`` nor ``%``, reaches the route as it was
+sent (through any proxy) and tells exactly one id.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,6 +102,18 @@ Db = Annotated[Any, Depends(target_db)]
 Runs = Annotated[dict[str, AirflowFacts], Depends(airflow_runs)]
 
 
+def _account(db: Any, name: str, known: Iterable[str] = ()) -> str:
+    """The account a route's ``{name}`` stands for; 404 when no id has that name."""
+    account = queries.account_named(db, name, known)
+    if account is None:
+        raise HTTPException(
+            404,
+            f"{name!r} is no account's name: the routes take the account's name (the rows' \"name\", "
+            "ozon_inventory.naming.account_name of the connection id), not the id itself",
+        )
+    return account
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
         title="Ozon inventory",
@@ -140,16 +157,17 @@ def create_app() -> FastAPI:
     ) -> dict[str, Any]:
         return queries.overview(db, runs, _now(), page=page, page_size=page_size, search=q, status=status)
 
-    @app.get("/api/accounts/{account}")
-    def account(account: str, db: Db, runs: Runs) -> dict[str, Any]:
+    @app.get("/api/accounts/{name}")
+    def account(name: str, db: Db, runs: Runs) -> dict[str, Any]:
+        account = _account(db, name, runs)
         found = queries.account_detail(db, account, runs, _now())
         if found is None:
             raise HTTPException(404, f"no account {account!r} in the ledger or in the DAG's recent runs")
         return found
 
-    @app.get("/api/accounts/{account}/rejects")
+    @app.get("/api/accounts/{name}/rejects")
     def rejects(
-        account: str,
+        name: str,
         db: Db,
         run_id: str = "",
         source: str = "",
@@ -157,11 +175,11 @@ def create_app() -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> dict[str, Any]:
-        return queries.rejects(db, account, run_id or None, source, reason, limit, offset)
+        return queries.rejects(db, _account(db, name), run_id or None, source, reason, limit, offset)
 
-    @app.get("/api/accounts/{account}/mismatches")
-    def mismatches(account: str, db: Db, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
-        return queries.mismatches(db, account, limit)
+    @app.get("/api/accounts/{name}/mismatches")
+    def mismatches(name: str, db: Db, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+        return queries.mismatches(db, _account(db, name), limit)
 
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str) -> FileResponse:

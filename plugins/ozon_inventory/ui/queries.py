@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ozon_inventory.methods import METHODS
+from ozon_inventory.naming import LONG_ID, LONG_MARK, account_name, account_of
 
 DAG_ID = "ozon_inventory_sync"
 SOURCES = ("stocks", "warehouse_stocks", "warehouses")
@@ -319,6 +320,7 @@ def _row(entry: Account, now: datetime) -> dict[str, Any]:
             task_link = task_path(facts.run_id, f"account.{facts.failed_tasks[0]}", facts.map_index)
     return {
         "account": entry.account,
+        "name": account_name(entry.account),  # the account's segment in this app's routes
         "status": entry.status,
         "reason": entry.reason,
         "run_id": entry.run_id,
@@ -483,6 +485,25 @@ def sparklines(
 
 
 # -- one account -----------------------------------------------------------------------------------
+
+
+def account_named(conn: Any, name: str, known: Iterable[str] = ()) -> str | None:
+    """The account whose name (``naming.account_name``) is ``name``, None if none: decoded, or, for
+    the hashed name of a long id, looked up among the ledger's long ids and the ``known`` ones."""
+    account = account_of(name)
+    if account is not None or LONG_MARK not in name:
+        return account
+    candidates = {a for a in known if len(a) >= LONG_ID}
+    if has_schema(conn):
+        candidates.update(
+            a
+            for (a,) in _all(
+                conn,
+                "SELECT DISTINCT account FROM ozon_sync_run WHERE char_length(account) >= %(n)s",
+                {"n": LONG_ID},
+            )
+        )
+    return next((a for a in sorted(candidates) if account_name(a) == name), None)
 
 
 def account_detail(

@@ -26,7 +26,14 @@ def _context(tmp_path: Any, run_type: str = "manual", **params: Any) -> dict[str
     dag_run = SimpleNamespace(
         run_id="manual__2026-11-20T12:00:00+00:00", logical_date=MOMENT, run_after=MOMENT, run_type=run_type
     )
-    return {"params": {"staging": str(tmp_path / "staging"), **params}, "dag_run": dag_run}
+    ti = SimpleNamespace(  # this run's task instance: no load of it succeeded
+        dag_id="ozon_inventory_sync",
+        task_id="account.report",
+        run_id=dag_run.run_id,
+        map_index=0,
+        get_ti_count=lambda **_: 0,
+    )
+    return {"params": {"staging": str(tmp_path / "staging"), **params}, "dag_run": dag_run, "ti": ti}
 
 
 def _label(context: dict[str, Any], task: Any) -> str:

@@ -281,9 +281,9 @@ function Requests({ figures }) {
   );
 }
 
-function RejectRows({ account, runId, reason, source }) {
+function RejectRows({ name, runId, reason, source }) {
   const [offset, setOffset] = useState(0);
-  const { data, error, loading } = useData(`accounts/${encodeURIComponent(account)}/rejects`, {
+  const { data, error, loading } = useData(`accounts/${encodeURIComponent(name)}/rejects`, {
     run_id: runId,
     reason,
     source,
@@ -325,8 +325,8 @@ function RejectRows({ account, runId, reason, source }) {
   );
 }
 
-function Mismatches({ account }) {
-  const { data, error } = useData(`accounts/${encodeURIComponent(account)}/mismatches`, { limit: 20 });
+function Mismatches({ name }) {
+  const { data, error } = useData(`accounts/${encodeURIComponent(name)}/mismatches`, { limit: 20 });
   if (error) return h("p", { style: { color: COLORS.failed } }, error);
   if (!data) return h("p", null, "Loading…");
   if (data.total === 0) return h("p", { "data-testid": "mismatch-rows" }, "The current tables agree for every FBO SKU.");
@@ -356,8 +356,9 @@ function Section({ title, children, testId }) {
   );
 }
 
-function AccountDetail({ account, openRejects }) {
-  const { data, error } = useData(`accounts/${encodeURIComponent(account)}`);
+// `name` is the account's name (the row's "name"), the routes' segment; `account` is the id shown
+function AccountDetail({ account, name, openRejects }) {
+  const { data, error } = useData(`accounts/${encodeURIComponent(name)}`);
   const [reason, setReason] = useState(null);
   const [showMismatches, setShowMismatches] = useState(false);
   const rejectsRef = useRef(null);
@@ -455,14 +456,14 @@ function AccountDetail({ account, openRejects }) {
                 ),
               ),
             ),
-        reason ? h(RejectRows, { account, runId: data.run_id, reason: reason.reason, source: reason.source }) : null,
+        reason ? h(RejectRows, { name, runId: data.run_id, reason: reason.reason, source: reason.source }) : null,
       ),
     ),
     h(
       Section,
       { title: `Cross-source mismatches of the last run: ${num(data.mismatches)}`, testId: "mismatches" },
       h("button", { style: button, onClick: () => setShowMismatches(!showMismatches), "data-testid": "show-mismatches" }, showMismatches ? "hide" : "show the SKUs that differ now"),
-      showMismatches ? h(Mismatches, { account }) : null,
+      showMismatches ? h(Mismatches, { name }) : null,
     ),
     h(
       Section,
@@ -551,7 +552,7 @@ function AccountRow({ row, showKey, open, onToggle }) {
       ? h(
           "tr",
           null,
-          h("td", { colSpan: columns, style: { ...cell, background: SUBTLE } }, h(AccountDetail, { account: row.account, openRejects: open === "rejects" })),
+          h("td", { colSpan: columns, style: { ...cell, background: SUBTLE } }, h(AccountDetail, { account: row.account, name: row.name, openRejects: open === "rejects" })),
         )
       : null,
   );
