@@ -38,6 +38,7 @@ from ozon_inventory.rules import (
     INT64,
     NULL,
     QUANTITY,
+    Missing,
     Reject,
     as_int,
     as_key,
@@ -87,6 +88,10 @@ class SourceReport:
     held: int = 0  # rejected rows whose key was readable: their last good values are kept
     products: int = 0
     unknown_fields: dict[str, int] = field(default_factory=dict)
+    #: rows rejected because a field the source needs is missing, per field (a changed answer)
+    missing_fields: dict[str, int] = field(default_factory=dict)
+    #: why the fetch failed (``fetch.FAILED``): the error, its method, the field of a changed answer
+    error: dict[str, Any] | None = None
     unknown_values: dict[str, int] = field(default_factory=dict)
     requests: dict[str, Any] = field(default_factory=dict)
     files: dict[str, int] = field(default_factory=dict)  # file written -> lines
@@ -169,6 +174,7 @@ class _Writer:
         self.products: set[Hashable] = set()
         self.unknown_fields: Counter[str] = Counter()
         self.unknown_values: Counter[str] = Counter()
+        self.missing: Counter[str] = Counter()
         self._buffers: dict[str, list[tuple[str, ...]]] = {f.name: [] for f in spec.writes}
         self._keyed: dict[str, dict[Hashable, tuple[Any, ...]]] = {}
         self._tallies: dict[str, dict[int, int]] = {}
@@ -229,10 +235,12 @@ class _Writer:
 
     # -- the engine's side -----------------------------------------------------------------------
 
-    def reject(self, reason: str, record: Any) -> None:
+    def reject(self, reason: str | Reject, record: Any) -> None:
         self.report.rejects += 1
+        if isinstance(reason, Missing):
+            self.missing[reason.field] += 1
         self.rejects_out.write(
-            f"{self.spec.name}\t{copy_text(printable(reason))}\t{copy_text(record_json(record))}\n"
+            f"{self.spec.name}\t{copy_text(printable(str(reason)))}\t{copy_text(record_json(record))}\n"
         )
 
     def _flush(self, name: str) -> None:
@@ -262,6 +270,7 @@ class _Writer:
         self.report.products = len(self.products)
         self.report.unknown_fields = dict(self.unknown_fields)
         self.report.unknown_values = dict(self.unknown_values)
+        self.report.missing_fields = dict(self.missing)
         if self.unknown_fields or self.unknown_values:
             log.info(
                 "%s: kept unknown fields %s and values %s",
@@ -415,7 +424,7 @@ class SourceCheck:
                 try:
                     validate_row(record, writer)
                 except Reject as exc:
-                    writer.reject(str(exc), record)
+                    writer.reject(exc, record)
         self.rows_in += len(records)
         self.seconds += time.thread_time() - started
 
