@@ -32,6 +32,7 @@ from ozon_inventory.exceptions import (
     OzonApiError,
     OzonMethodDown,
     OzonPagingError,
+    OzonSchemaChanged,
     ShrinkGuardError,
     StagingError,
 )
@@ -55,6 +56,7 @@ PERMANENT = ExceptionRetryPolicy(
                 OzonApiError,
                 OzonMethodDown,
                 OzonPagingError,
+                OzonSchemaChanged,
                 ConfigError,
                 StagingError,
                 ShrinkGuardError,
