@@ -548,6 +548,19 @@ def _check_staged(staging: StagingArea, manifest: Manifest) -> tuple[SourceRepor
     return check.finish()
 
 
+def _fetch_failure(staging: StagingArea, source: str) -> dict[str, Any] | None:
+    """Why the source's fetch failed, as it recorded it (``fetch.FAILED``), if it did."""
+    from ozon_inventory.fetch import FAILED
+
+    try:
+        if not staging.file(source, FAILED).exists():
+            return None
+        return staging.read_json(source, FAILED)
+    except (OSError, ValueError, StagingError) as exc:
+        log.info("%s%s: why its fetch failed is unreadable: %s", _where(staging), source, exc)
+        return None
+
+
 def _join_rejects(staging: StagingArea, sources: list[str]) -> None:
     """``validated/rejects.tsv``: the rejects of every validated source, in the registry's order."""
     target = staging.file(REJECTS.folder, REJECTS.file)
@@ -576,7 +589,7 @@ def validate_run(
         manifest = staging.manifest(source.name)
         if manifest is None:
             status = "skipped" if skipped and source.name in skipped else "missing"
-            report.sources[source.name] = SourceReport(status)
+            report.sources[source.name] = SourceReport(status, error=_fetch_failure(staging, source.name))
             continue
         checked = checked_result(staging, manifest) or _check_staged(staging, manifest)
         report.sources[source.name], sums = checked
