@@ -31,7 +31,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from ozon_inventory.exceptions import ShrinkGuardError, StagingError, StagingWriteError
+from ozon_inventory.exceptions import OzonSchemaChanged, ShrinkGuardError, StagingError, StagingWriteError
 from ozon_inventory.keylog import KeyLog
 from ozon_inventory.methods import method, parse_answer
 from ozon_inventory.rules import (
@@ -606,7 +606,9 @@ def validate_run(
         )
     with writing(staging.file("validated", "report.json")):
         staging.write_json("validated", "report.json", report.as_dict())
-    _shrink_guard(report, previous or {}, shrink_threshold, allow_shrink)
+    _shrink_guard(
+        report, previous or {}, shrink_threshold, allow_shrink, staging.file(REJECTS.folder, REJECTS.file)
+    )
     return report
 
 
@@ -643,12 +645,19 @@ def _where_report(report: ValidationReport) -> str:
 
 
 def _shrink_guard(
-    report: ValidationReport, previous: Mapping[str, LoadedState], threshold: float, allow: bool
+    report: ValidationReport,
+    previous: Mapping[str, LoadedState],
+    threshold: float,
+    allow: bool,
+    rejects: Any = "validated/rejects.tsv",
 ) -> None:
     """Fail when a source has far fewer products or rows than the account's last good snapshot.
 
     A source older than what is loaded is left to the load, which marks it stale and does not apply
-    it (a backfill reprocessing an older, smaller archive is not a shrink).
+    it (a backfill reprocessing an older, smaller archive is not a shrink). A shrink that comes with
+    rows rejected for a missing field is Ozon's answer changing shape, not the catalogue shrinking:
+    that error comes first, ``OzonSchemaChanged``, whatever ``allow_shrink`` says (loading it would
+    empty the source), and nothing advises ``allow_shrink``.
     """
     problems = []
     for spec in REGISTRY:
@@ -667,7 +676,17 @@ def _shrink_guard(
         was = before.products if spec.shrink.count == "products" else before.rows
         now = src.products if spec.shrink.count == "products" else src.rows_valid
         if was and now < was * (1 - threshold):
-            problems.append(f"{spec.name}: {now} {spec.shrink.unit} against {was} in the last good snapshot")
+            shrank = f"{spec.name}: {now} {spec.shrink.unit} against {was} in the last good snapshot"
+            if src.missing_fields:
+                field, count = max(src.missing_fields.items(), key=lambda item: (item[1], item[0]))
+                raise OzonSchemaChanged(
+                    str(src.method),
+                    field,
+                    f"{count} of {src.rows_in} rows lack {field!r} (account {report.account}, run "
+                    f"{report.run_key}: {shrank}; that is Ozon's answer, not a smaller catalogue)",
+                    f"the rejected rows in {rejects}",
+                )
+            problems.append(shrank)
     if problems and not allow:
         raise ShrinkGuardError(
             f"account {report.account}, run {report.run_key}: snapshot shrank by more than "

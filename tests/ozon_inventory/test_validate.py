@@ -717,3 +717,25 @@ def test_a_seller_warehouse_flag_is_a_boolean_never_a_guess(staging):
     validate_run(staging)
     assert [r[2] for r in tsv(staging, "model", "seller_warehouses.tsv")] == ["f", "t"]
     assert rejects(staging)[0][1] == "is_rfbs is not a boolean: 'yes'"
+
+
+def test_a_shrink_that_comes_with_missing_fields_is_a_changed_answer_not_a_shrink(staging):
+    """Issue 29: the guard never advises allow_shrink when the rows are gone because Ozon's answer
+    changed shape; that error comes first, and allow_shrink cannot load it."""
+    from ozon_inventory.exceptions import OzonSchemaChanged
+
+    renamed = [v2_row(n, "W") for n in range(1, 9)]
+    for row in renamed[:6]:
+        row["free_to_sell_qty"] = row.pop("free_to_sell_amount")
+    stage(staging, "warehouse_stocks", V2_STOCK_ON_WAREHOUSES, v2(*renamed))
+    before = {"warehouse_stocks": loaded("2026-11-22T09:00:00+00:00", 8, 8)}
+    for allow in (False, True):
+        with pytest.raises(OzonSchemaChanged) as caught:
+            validate_run(staging, before, allow_shrink=allow)
+        text = str(caught.value)
+        assert caught.value.field == "free_to_sell_amount" and caught.value.permanent
+        assert "6 of 8 rows lack 'free_to_sell_amount'" in text and "2 warehouse rows against 8" in text
+        assert "allow_shrink" not in text and "rejects.tsv" in text
+    stage(staging, "warehouse_stocks", V2_STOCK_ON_WAREHOUSES, v2(*[v2_row(n, "W") for n in range(1, 3)]))
+    with pytest.raises(ShrinkGuardError, match="allow_shrink=true"):  # a real shrink: the advice stays
+        validate_run(staging, before)
