@@ -36,9 +36,10 @@ def parse_answer(raw: bytes) -> Any:
 class ShapeError(ValueError):
     """An answer without the place its rows sit (absent, null, or not a list): never "no rows"."""
 
-    def __init__(self, field: str, detail: str):
+    def __init__(self, field: str, detail: str, fields: list[str] | None = None):
         super().__init__(detail)
         self.field = field
+        self.fields = fields or []  # the field names where the rows were looked for
 
 
 @dataclass(frozen=True)
@@ -173,9 +174,12 @@ class OzonMethod:
             where = ".".join(path[: depth + 1])
             if not isinstance(node, dict):
                 raise ShapeError(where, f"expected an object holding {where!r}")
-            node = node.get(key)
+            parent, node = node, node.get(key)
             if node is None:
-                raise ShapeError(where, f"the answer has no {where!r}{_fields_of(data)}")
+                within = f"{'.'.join(path[:depth])}'s" if depth else "its"
+                names = sorted(map(str, parent))[:40]
+                listed = f"{within} fields: {', '.join(names)}" if names else f"{within} fields: none"
+                raise ShapeError(where, f"the answer has no {where!r} ({listed})", names)
         if not isinstance(node, list):
             raise ShapeError(".".join(path), f"{'.'.join(path)!r} is not an array")
         return node
@@ -197,7 +201,7 @@ class OzonMethod:
         try:
             rows = self.rows(data)
         except ShapeError as exc:
-            return ShapeProblem(exc.field, str(exc), sorted(map(str, data))[:40])
+            return ShapeProblem(exc.field, str(exc), exc.fields)
         for name in self.answer_fields:
             if data.get(name) is None:
                 return ShapeProblem(
