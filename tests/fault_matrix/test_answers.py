@@ -87,6 +87,25 @@ def degraded_keeping(matrix: Matrix, pins: dict[str, str], source: str, fault: F
     return result
 
 
+def passing(matrix: Matrix, fault: Fault, said: str) -> float:
+    """The fault run of a fault the retries absorb: the run completes, the previous snapshot is whole
+    until the load, the retry's log line names the method and ``said``; returns the run's seconds."""
+    pins, _ = PINS[fault.method]
+    matrix.good_run(**pins)
+    before = matrix.state()
+    matrix.catalogue.change_stock(0.05, seed=9)
+    matrix.fault(fault)
+    started = time.monotonic()
+    result = matrix.run(**pins, between=lambda _: matrix.assert_unchanged(before))
+    seconds = time.monotonic() - started
+    assert result.complete, result.text
+    retried = "\n".join(r.getMessage() for r in matrix.caplog.records if r.levelname == "WARNING")
+    assert_names(rf"Ozon {re.escape(fault.method)} attempt 1 failed \({said}", retried)
+    matrix.assert_catalogue(wh_method(pins))
+    recover(matrix, pins)
+    return seconds
+
+
 def recover(matrix: Matrix, pins: dict[str, str]) -> None:
     matrix.heal()
     matrix.good_run(**pins)
@@ -221,17 +240,11 @@ def test_an_internal_error_with_200_on_v4_is_ozons_error_not_a_shrink(matrix):
     ],
 )
 def test_a_passing_error_with_200_is_retried_and_nothing_is_lost(matrix, method, code, message, said):
-    pins, _ = PINS[method]
-    matrix.good_run(**pins)
-    before = matrix.state()
-    matrix.catalogue.change_stock(0.05, seed=9)
-    matrix.fault(Fault(method, "error_body", code=code, message=message, times=2))
-    result = matrix.run(**pins, between=lambda _: matrix.assert_unchanged(before))
-    assert result.complete, result.text
-    retried = "\n".join(r.getMessage() for r in matrix.caplog.records if r.levelname == "WARNING")
-    assert_names(rf"Ozon {re.escape(method)} attempt 1 failed \(HTTP 200 with an error body, {said}", retried)
-    matrix.assert_catalogue(wh_method(pins))
-    recover(matrix, pins)
+    passing(
+        matrix,
+        Fault(method, "error_body", code=code, message=message, times=2),
+        f"HTTP 200 with an error body, {said}",
+    )
 
 
 def test_a_switched_off_method_answering_200_falls_back_to_its_successor(matrix):
@@ -258,22 +271,12 @@ def test_a_switched_off_method_answering_200_falls_back_to_its_successor(matrix)
 def test_a_trickling_answer_is_cut_at_the_timeout_and_retried(matrix, method):
     """Issue 23: an answer trickling in took 16.2 s with a 1 s timeout. Now the answer has a
     deadline: it is cut at 1 s and retried like a timeout."""
-    pins, _ = PINS[method]
-    matrix.good_run(**pins)
-    before = matrix.state()
-    matrix.catalogue.change_stock(0.05, seed=11)
-    matrix.fault(Fault(method, "trickle", delay=6.0, times=1))
-    started = time.monotonic()
-    result = matrix.run(**pins, between=lambda _: matrix.assert_unchanged(before))
-    assert result.complete, result.text
-    assert time.monotonic() - started < 5.5  # the trickle alone lasts 6 s
-    retried = "\n".join(r.getMessage() for r in matrix.caplog.records if r.levelname == "WARNING")
-    assert_names(
-        rf"Ozon {re.escape(method)} attempt 1 failed \(timed out after 1 s: the answer was still arriving",
-        retried,
+    seconds = passing(
+        matrix,
+        Fault(method, "trickle", delay=6.0, times=1),
+        r"timed out after 1 s: the answer was still arriving",
     )
-    matrix.assert_catalogue(wh_method(pins))
-    recover(matrix, pins)
+    assert seconds < 5.5  # the trickle alone lasts 6 s
 
 
 def test_an_answer_that_always_trickles_degrades_the_run_in_bounded_time(matrix):
@@ -292,20 +295,12 @@ def test_an_answer_that_always_trickles_degrades_the_run_in_bounded_time(matrix)
 def test_a_broken_gzip_body_is_retried_naming_the_method_and_the_encoding(matrix, method):
     """Issue 23: a gzip Content-Encoding with a broken body degraded the run naming neither the method
     nor the cause. Now the retry's log line names both; the next answer loads."""
-    pins, _ = PINS[method]
-    matrix.good_run(**pins)
-    matrix.catalogue.change_stock(0.05, seed=12)
-    matrix.fault(Fault(method, "bad_gzip", times=2))
-    result = matrix.run(**pins)
-    assert result.complete, result.text
-    retried = "\n".join(r.getMessage() for r in matrix.caplog.records if r.levelname == "WARNING")
-    assert_names(
-        rf"Ozon {re.escape(method)} attempt 1 failed \(HTTP 200 with a broken body \(\d+ bytes\): it is marked "
-        r"Content-Encoding: gzip, but is not valid gzip data \(Error -3 while decompressing data",
-        retried,
+    passing(
+        matrix,
+        Fault(method, "bad_gzip", times=2),
+        r"HTTP 200 with a broken body \(\d+ bytes\): it is marked Content-Encoding: gzip, but is not valid "
+        r"gzip data \(Error -3 while decompressing data",
     )
-    matrix.assert_catalogue(wh_method(pins))
-    recover(matrix, pins)
 
 
 def test_a_body_that_stays_broken_degrades_the_run_naming_the_encoding(matrix):
