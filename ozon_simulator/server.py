@@ -24,6 +24,7 @@ status) and ``GET /__sim/citizenship?client_id=X`` (how well a client kept to th
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import threading
 import time
@@ -133,6 +134,10 @@ FAULT_KINDS = frozenset(
         "repeat_cursor",  # v4 answers the cursor it was sent, so paging never advances
         "obsolete",  # the method is switched off
         "mutate",  # the catalogue changes after this answer (a product is inserted at the head)
+        "error_body",  # HTTP 200 whose body is Ozon's error (``code``, ``message``), no rows
+        "rename",  # ``field`` (a dotted path into the answer) renamed to ``to`` ("" drops it)
+        "trickle",  # the answer's body dribbles out over ``delay`` seconds (headers at once)
+        "bad_gzip",  # HTTP 200 marked ``Content-Encoding: gzip`` whose body is not valid gzip
     }
 )
 
@@ -149,10 +154,17 @@ class Fault:
     delay: float = 0.0
     message: str = ""
     retry_after: int = 1
+    code: int = 13  # error_body: Ozon's code (13 internal, 7 permission denied, 16 unauthenticated, ...)
+    #: rename: where, from the answer's root; each list on the way is entered (``items.stocks.present``)
+    field: str = ""
+    to: str | None = None  # rename: the new name (default ``<name>_v2``; "" drops the field)
+    count: int = 0  # rename: only the first ``count`` elements of the first list on the way (0: all)
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind}; known: {', '.join(sorted(FAULT_KINDS))}")
+        if self.kind == "rename" and not self.field:
+            raise ValueError("a rename fault needs field, a dotted path into the answer")
 
 
 def _key_expiry() -> datetime:
@@ -206,6 +218,7 @@ class SimulatorConfig:
     # (True: 400 without them) or an empty filter means every FBO product (False).
     fbo_by_warehouse_requires_filter: bool = False
     fbo_by_warehouse_form: str = "products"  # one of FBO_BY_WAREHOUSE_FORMS
+    compress: bool = False  # answers gzip-compressed (Content-Encoding) when the request accepts gzip
 
     def __post_init__(self) -> None:
         self.check()
@@ -872,6 +885,30 @@ def _warehouse_v2(w: SellerWarehouse) -> dict[str, Any]:
     }
 
 
+def _rename(node: Any, path: list[str], to: str | None, count: int) -> None:
+    """Rename the field at ``path`` in ``node``, entering every list on the way (the first ``count``
+    elements of the first one, all when 0); ``to`` "" drops it."""
+    if isinstance(node, list):
+        for element in node[:count] if count else node:
+            _rename(element, path, to, 0)
+        return
+    if not isinstance(node, dict) or not path:
+        return
+    key, rest = path[0], path[1:]
+    if rest:
+        _rename(node.get(key), rest, to, count)
+    elif key in node:
+        value = node.pop(key)
+        new = f"{key}_v2" if to is None else to
+        if new:
+            node[new] = value
+
+
+def _broken_gzip(body: bytes) -> bytes:
+    """A gzip header followed by bytes that are not deflate data: the gzip stream fails to decode."""
+    return gzip.compress(body)[:10] + b"\xff\xfenot a deflate stream" * 4
+
+
 def _fault(spec: Any) -> Fault:
     """A fault from its JSON form, refusing unknown fields by name."""
     if not isinstance(spec, dict):
@@ -937,11 +974,18 @@ class _Handler(BaseHTTPRequestHandler):
     _method: str | None = None  # the Ozon method being answered (None for control calls)
     _arrived: float = 0.0  # time.time() when the request arrived
     _client_id: str = "-"  # the account it authenticated as, else the raw Client-Id header
+    _fault: Fault | None = None  # a fault that changes how the answer is sent (trickle, bad_gzip)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Silence per-request logging: the client logs every request itself."""
 
     def _send(self, status: int, body: bytes, ctype: str, headers: dict[str, str]) -> None:
+        fault, self._fault = self._fault, None
+        accepts_gzip = "gzip" in (self.headers.get("Accept-Encoding") or "").lower()
+        if fault is not None and fault.kind == "bad_gzip":
+            body, headers = _broken_gzip(body), headers | {"Content-Encoding": "gzip"}
+        elif self._method is not None and self.server.sim.config.compress and accepts_gzip:
+            body, headers = gzip.compress(body), headers | {"Content-Encoding": "gzip"}
         self._count(status)
         self.send_response(status)
         self.send_header("Content-Type", ctype)
@@ -949,7 +993,22 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()
-        self.wfile.write(body)
+        if fault is not None and fault.kind == "trickle":
+            self._trickle(body, fault.delay)
+        else:
+            self.wfile.write(body)
+
+    def _trickle(self, body: bytes, seconds: float, pieces: int = 40) -> None:
+        """Send ``body`` a piece at a time over ``seconds``: every read of the client gets bytes,
+        so only a deadline for the whole answer ends it. A client that gave up closes the socket."""
+        step = max(1, -(-len(body) // pieces))
+        try:
+            for start in range(0, len(body), step):
+                self.wfile.write(body[start : start + step])
+                self.wfile.flush()
+                time.sleep(seconds / pieces)
+        except OSError:  # the client cut the answer (its deadline)
+            self.close_connection = True
 
     def _count(self, status: int) -> None:
         """Count an answer of a Seller API method before it is sent (control calls are not counted)."""
@@ -1002,6 +1061,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._arrived = time.time()
         raw = self._read_body()
         self._method = None
+        self._fault = None
         if self.path.startswith("/__sim/"):
             self._control(raw)
             return
@@ -1035,6 +1095,8 @@ class _Handler(BaseHTTPRequestHandler):
             if fault is not None and fault.kind == "mutate":
                 with sim.lock:
                     account.catalogue.insert_product_first()
+            if fault is not None and fault.kind == "rename":
+                _rename(answer, fault.field.split("."), fault.to, fault.count)
             self._send_json(200, answer, headers)
         except ApiError as err:
             self._send_json(
@@ -1048,6 +1110,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(fault.status, {"code": 13, "message": message, "details": []}, headers)
         elif fault.kind == "slow":
             time.sleep(fault.delay)
+            return False
+        elif fault.kind == "error_body":  # what a gateway sends when it maps an error to 200
+            message = fault.message or "Internal error"
+            self._send_json(200, {"code": fault.code, "message": message, "details": []}, headers)
+        elif fault.kind in ("trickle", "bad_gzip"):
+            self._fault = fault  # the normal answer, sent as the fault says (``_send``)
             return False
         elif fault.kind == "rate_limit":
             self._send_json(

@@ -130,7 +130,8 @@ LEFT JOIN (SELECT ctid AS row_ctid, * FROM ozon_stock_by_type_history WHERE acco
 WHERE h.sku IS NULL OR (t.product_id, t.present, t.reserved) IS DISTINCT FROM (h.product_id, h.present, h.reserved);
 
 -- name: diff_vanished_stock_by_type
--- Current rows the run does not have, unless held.
+-- Current rows the run does not have, unless held (a held product holds every row of it: an item
+-- rejected without its stocks[] names none of them).
 INSERT INTO diff_stock_by_type (sku, stock_type, shipment_type, was_current, is_current, row_ctid)
 SELECT h.sku, h.stock_type, h.shipment_type, true, false, h.ctid
 FROM ozon_stock_by_type_history h
@@ -138,7 +139,8 @@ WHERE h.account = %(account)s AND h.valid_to IS NULL
   AND NOT EXISTS (SELECT 1 FROM tmp_stock_by_type t
                   WHERE t.sku = h.sku AND t.stock_type = h.stock_type AND t.shipment_type = h.shipment_type)
   AND NOT EXISTS (SELECT 1 FROM tmp_held_stock_by_type k
-                  WHERE k.sku = h.sku AND k.stock_type = h.stock_type AND k.shipment_type = h.shipment_type);
+                  WHERE k.sku = h.sku AND k.stock_type = h.stock_type AND k.shipment_type = h.shipment_type)
+  AND NOT EXISTS (SELECT 1 FROM tmp_held_products p WHERE p.product_id = h.product_id);
 
 -- name: count_current_stock_by_type
 SELECT count(*) FROM ozon_stock_by_type_history WHERE account = %(account)s AND valid_to IS NULL;
@@ -205,7 +207,8 @@ WHERE k.product_id <> EXCLUDED.product_id;
 -- name: delete_vanished_skus
 DELETE FROM ozon_sku k WHERE k.account = %(account)s
   AND NOT EXISTS (SELECT 1 FROM tmp_stock_by_type t WHERE t.sku = k.sku)
-  AND NOT EXISTS (SELECT 1 FROM tmp_held_stock_by_type h WHERE h.sku = k.sku);
+  AND NOT EXISTS (SELECT 1 FROM tmp_held_stock_by_type h WHERE h.sku = k.sku)
+  AND NOT EXISTS (SELECT 1 FROM tmp_held_products p WHERE p.product_id = k.product_id);
 
 -- name: has_current_stock_by_warehouse
 SELECT EXISTS (SELECT 1 FROM ozon_stock_by_warehouse_history WHERE account = %(account)s AND valid_to IS NULL);

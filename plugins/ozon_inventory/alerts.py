@@ -1,8 +1,9 @@
 """Alerts through Airflow's notifiers, raised once per change, not once per run.
 
-What is worth telling a seller before the data breaks: a degraded run, a shrink-guard stop, a key
-about to expire or expired, a method switched (a fallback, an "obsolete" answer) or drifting (fields
-or enum values the stored schemas do not know). The churn sentinel compares each run with what was
+What is worth telling a seller before the data breaks: a degraded run (with each failed source's
+cause), a shrink-guard stop, a key about to expire or expired, a method switched (a fallback, an
+"obsolete" answer), drifting (fields or enum values the stored schemas do not know) or answering in
+a changed shape (a field the pipeline needs gone: the source keeps its last good rows). The churn sentinel compares each run with what was
 last alerted for the account (``ozon_alert_state`` in the target database), so an hourly schedule
 raises one alert when something changes, and again only when it changes again or comes back.
 
@@ -34,7 +35,7 @@ class Alert:
     """One thing to tell; ``fingerprint`` is what makes it new (the same fingerprint is not re-sent)."""
 
     account: str
-    kind: str  # degraded, shrink_guard, key_expiring, key_expired, method_switched, drift
+    kind: str  # degraded, shrink_guard, key_expiring, key_expired, method_switched, drift, schema_changed
     fingerprint: str
     subject: str
     text: str
@@ -74,6 +75,11 @@ def run_alerts(
         )
     if result and result.get("degraded"):
         missing = sorted(result.get("missing") or [])
+        causes = "".join(
+            f" {name}: {error.get('summary') or error.get('message')}."
+            for name in missing
+            if (error := (sources.get(name) or {}).get("error"))
+        )
         alerts.append(
             Alert(
                 account,
@@ -81,10 +87,24 @@ def run_alerts(
                 ",".join(missing),
                 f"Ozon inventory {account}: degraded run ({', '.join(missing)} missing)",
                 f"account {account}: {', '.join(missing)} failed and kept its last good rows; loaded "
-                f"{', '.join(result.get('applied') or []) or 'nothing'}. Clear the failed fetch task with "
-                "its downstream tasks to complete the snapshot.",
+                f"{', '.join(result.get('applied') or []) or 'nothing'}.{causes} Clear the failed fetch "
+                "task with its downstream tasks to complete the snapshot.",
             )
         )
+    for name, src in sources.items():
+        error = src.get("error") or {}
+        if error.get("field"):  # Ozon's answer changed shape: told once per method and field
+            alerts.append(
+                Alert(
+                    account,
+                    f"schema_changed:{name}",
+                    f"{error.get('method')}:{error['field']}",
+                    f"Ozon inventory {account}: {error.get('method')} answers in a changed shape "
+                    f"({error['field']})",
+                    f"{error.get('message')} {name} kept its last good rows; the project must learn "
+                    "the new shape before it loads again.",
+                )
+            )
     if key_expires_at is not None and key_days_left is not None and key_days_left <= warn_days:
         expired = key_days_left <= 0
         day = key_expires_at.date().isoformat()

@@ -22,6 +22,7 @@ it does:
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import json
 import logging
@@ -29,6 +30,7 @@ import math
 import re
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, NoReturn
 
 import requests
+import urllib3
 from requests.auth import AuthBase
 from tenacity import (
     RetryCallState,
@@ -44,6 +47,7 @@ from tenacity import (
     stop_after_attempt,
     wait_random_exponential,
 )
+from urllib3.exceptions import ReadTimeoutError
 
 from ozon_inventory.exceptions import (
     ConfigError,
@@ -53,6 +57,7 @@ from ozon_inventory.exceptions import (
     OzonMethodUnavailable,
     OzonPagingError,
     OzonRowsRepeated,
+    OzonSchemaChanged,
     OzonSnapshotChanged,
     OzonTransientError,
 )
@@ -180,6 +185,85 @@ class _Retryable(Exception):
         self.cause, self.status, self.retry_after = cause, status, retry_after
 
 
+class _Cut(Exception):
+    """An answer that did not arrive whole: its deadline passed, or the connection broke."""
+
+    def __init__(self, cause: str, size: int):
+        super().__init__(cause)
+        self.cause, self.size = cause, size
+
+
+class _Undecodable(_Cut):
+    """A body that arrived whole but cannot be decoded as its ``Content-Encoding`` says."""
+
+
+#: bytes asked of the socket per read: each read returns what has arrived, up to this
+_CHUNK = 256 * 1024
+
+
+def _whole_body(response: requests.Response, deadline: float, timeout: float) -> bytes:
+    """The body as it came, read by ``deadline`` (``time.monotonic``): a body that trickles in is cut
+    there, not after ``timeout`` per read as the socket alone would (each read gets a few bytes in
+    time). Each read waits at most what is left of the deadline; the connection goes back to the
+    pool once the body ends, and is closed when it is cut."""
+    raw = response.raw
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    announced = response.headers.get("Content-Length")
+    parts: list[bytes] = []
+    size = 0
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _Cut(
+                    f"timed out after {timeout:g} s: the answer was still arriving ({size} bytes in)", size
+                )
+            if sock is not None and not raw.isclosed():
+                sock.settimeout(min(timeout, left))
+            try:
+                chunk = raw.read1(_CHUNK, decode_content=False)
+            except ReadTimeoutError:
+                late = time.monotonic() >= deadline - 0.01
+                said = "was still arriving" if late and size else "stopped arriving"
+                raise _Cut(
+                    f"timed out after {timeout:g} s: the answer {said} ({size} bytes in)", size
+                ) from None
+            except (urllib3.exceptions.HTTPError, OSError):
+                of = f" of the {announced} announced" if announced else ""
+                raise _Cut(
+                    f"connection error (body cut short: the connection closed after {size}{of} bytes)", size
+                ) from None
+            if not chunk:
+                return b"".join(parts)
+            parts.append(chunk)
+            size += len(chunk)
+    except _Cut:
+        response.close()
+        raise
+
+
+def _decoded(data: bytes, response: requests.Response) -> bytes:
+    """The body without its ``Content-Encoding`` (gzip or deflate, the ones the client accepts)."""
+    header = response.headers.get("Content-Encoding") or ""
+    for coding in reversed([c.strip().lower() for c in header.split(",") if c.strip()]):
+        if coding == "identity":
+            continue
+        try:
+            if coding in ("gzip", "x-gzip"):
+                data = gzip.decompress(data)
+            elif coding == "deflate":
+                data = zlib.decompress(data, -zlib.MAX_WBITS if data[:1] != b"\x78" else zlib.MAX_WBITS)
+            else:
+                raise _Undecodable(
+                    f"it is marked Content-Encoding: {coding}, which the client did not ask for", len(data)
+                )
+        except (OSError, EOFError, zlib.error) as exc:
+            raise _Undecodable(
+                f"it is marked Content-Encoding: {coding}, but is not valid {coding} data ({exc})", len(data)
+            ) from None
+    return data
+
+
 class CircuitBreaker:
     """Declares a method down after ``threshold`` consecutive failed attempts (429s do not count).
 
@@ -299,7 +383,13 @@ class OzonClient:
             adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=self.workers)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
-            session.headers.update({"Content-Type": "application/json", "Accept": "application/json"})
+            session.headers.update(
+                {
+                    "Content-Type": "application/json",
+                    "Accept": "application/json",
+                    "Accept-Encoding": "gzip, deflate",  # the encodings ``_decoded`` reads
+                }
+            )
             self._local.session = session
         return session
 
@@ -360,14 +450,20 @@ class OzonClient:
         self.breaker.check(path)  # it may have opened while we waited
         started = time.monotonic()
         try:
-            response = session.post(url, data=payload, timeout=self.timeout)
-            raw, status = response.content, response.status_code
+            response = session.post(url, data=payload, timeout=self.timeout, stream=True)
         except requests.Timeout:
-            self._failed(
-                stat, path, attempt, "-", started, waited, 0, None, f"timed out after {self.timeout:g} s"
-            )
+            cause = f"timed out after {self.timeout:g} s (no answer)"
+            self._failed(stat, path, attempt, "-", started, waited, 0, None, cause)
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             self._failed(stat, path, attempt, "-", started, waited, 0, None, self._connection_cause(exc))
+        status = response.status_code
+        try:
+            raw = _decoded(_whole_body(response, started + self.timeout, self.timeout), response)
+        except _Undecodable as exc:
+            cause = f"HTTP {status} with a broken body ({exc.size} bytes): {exc.cause}"
+            self._failed(stat, path, attempt, status, started, waited, exc.size, status, cause)
+        except _Cut as exc:  # a timeout or a broken connection: nothing came that could be read
+            self._failed(stat, path, attempt, "-", started, waited, exc.size, None, exc.cause)
         shown_raw = self._scrub(raw) if status != 200 else raw
         remaining = _non_negative(response.headers.get("Ratelimit-Remaining"))
         if remaining is not None:
@@ -377,23 +473,22 @@ class OzonClient:
                 data = parse_answer(raw)
                 if not isinstance(data, dict):
                     raise ValueError("not a JSON object")
-                rows = len(method.rows(data))
-            except ValueError as exc:
-                cause = f"HTTP 200 with a broken body ({len(raw)} bytes): {exc}"
+            except (ValueError, RecursionError) as exc:
+                cause = f"HTTP 200 with a broken body ({len(raw)} bytes): not valid JSON ({exc})"
                 self._failed(stat, path, attempt, status, started, waited, len(raw), status, cause)
+            error = method.ozon_error(data)
+            if error is not None:  # Ozon's error under HTTP 200: the error of its code's status
+                self._error_in_body(stat, path, attempt, started, waited, raw, response, *error)
+            problem = method.shape_problem(data)
+            if problem is not None:  # not retried: Ozon answers the same shape until we read it
+                self._record(stat, path, attempt, status, started, waited, None, len(raw), failed=True)
+                raise OzonSchemaChanged(path, problem.field, problem.detail, self._example(problem.example))
+            rows = len(method.rows(data))
             self.breaker.success(path)
             self._record(stat, path, attempt, status, started, waited, rows, len(raw))
             return Page(path, 0, raw, data, rows, body, response.headers.get("Date"))
         if status == 429:
-            retry_after = min(
-                _RETRY_AFTER_CAP, float(_non_negative(response.headers.get("Retry-After")) or 1)
-            )
-            self.budget.pause(retry_after)
-            with self._stats_lock:
-                stat.responses_429 += 1
-            cause = f"HTTP 429 rate limited ({_error_text(shown_raw)}), Retry-After {retry_after:g} s"
-            self._record(stat, path, attempt, status, started, waited, None, len(raw), failed=True)
-            raise _Retryable(cause, status, retry_after)
+            self._rate_limited(stat, path, attempt, status, started, waited, len(raw), response, shown_raw)
         if status >= 500:
             self._failed(
                 stat,
@@ -408,6 +503,63 @@ class OzonClient:
             )
         self._record(stat, path, attempt, status, started, waited, None, len(raw), failed=True)
         raise _classify(path, status, shown_raw)
+
+    def _rate_limited(
+        self,
+        stat: MethodStats,
+        path: str,
+        attempt: int,
+        status: int,
+        started: float,
+        waited: float,
+        size: int,
+        response: requests.Response,
+        shown_raw: bytes,
+    ) -> NoReturn:
+        """A 429 (or its code 8 under HTTP 200): pause the account's budget, retry after it."""
+        retry_after = min(_RETRY_AFTER_CAP, float(_non_negative(response.headers.get("Retry-After")) or 1))
+        self.budget.pause(retry_after)
+        with self._stats_lock:
+            stat.responses_429 += 1
+        said = "rate limited" if status == 429 else "with an error body, code 8: rate limited"
+        cause = f"HTTP {status} {said} ({_error_text(shown_raw)}), Retry-After {retry_after:g} s"
+        self._record(stat, path, attempt, status, started, waited, None, size, failed=True)
+        raise _Retryable(cause, status, retry_after)
+
+    def _error_in_body(
+        self,
+        stat: MethodStats,
+        path: str,
+        attempt: int,
+        started: float,
+        waited: float,
+        raw: bytes,
+        response: requests.Response,
+        code: Any,
+        message: str,
+    ) -> NoReturn:
+        """An HTTP 200 whose body is Ozon's error (``code``/``message``, no rows): handled as the
+        error of the status its code stands for (gRPC's mapping), so it is never read as no rows."""
+        shown = self._scrub(raw)
+        equivalent, name = _grpc_status(code)
+        if equivalent == 429:
+            self._rate_limited(stat, path, attempt, 200, started, waited, len(raw), response, shown)
+        if equivalent >= 500:
+            cause = (
+                f"HTTP 200 with an error body, code {code} ({name}, handled as HTTP {equivalent}): "
+                f"{_error_text(shown)}"
+            )
+            self._failed(stat, path, attempt, 200, started, waited, len(raw), 200, cause)
+        self._record(stat, path, attempt, 200, started, waited, None, len(raw), failed=True)
+        raise _classify(path, equivalent, shown, answered=200)
+
+    def _example(self, record: Any) -> str:
+        """A record for an error message: JSON, cleared of the account's credentials, then cut
+        short (so no part of a credential survives the cut)."""
+        text = json.dumps(record, ensure_ascii=False, default=str)
+        for secret in self._secrets:
+            text = text.replace(secret.decode(), "***")
+        return text if len(text) <= _EXAMPLE_CHARS else text[:_EXAMPLE_CHARS] + "…"
 
     def _connection_cause(self, exc: Exception) -> str:
         """A connection that could not be made names the host and the system's reason; one that broke
@@ -732,7 +884,40 @@ def _error_text(raw: bytes) -> str:
     return f"non-JSON body {text!r}"
 
 
-def _classify(method: str, status: int, raw: bytes) -> OzonApiError:
+#: gRPC's codes (Ozon's ``code``) and the HTTP status each stands for (grpc-gateway's mapping)
+_GRPC: dict[int, tuple[int, str]] = {
+    1: (499, "cancelled"),
+    2: (500, "unknown"),
+    3: (400, "invalid argument"),
+    4: (504, "deadline exceeded"),
+    5: (404, "not found"),
+    6: (409, "already exists"),
+    7: (403, "permission denied"),
+    8: (429, "resource exhausted"),
+    9: (400, "failed precondition"),
+    10: (409, "aborted"),
+    11: (400, "out of range"),
+    12: (501, "unimplemented"),
+    13: (500, "internal"),
+    14: (503, "unavailable"),
+    15: (500, "data loss"),
+    16: (401, "unauthenticated"),
+}
+_GRPC_NAMES = {name.replace(" ", "_").upper(): number for number, (_, name) in _GRPC.items()}
+_EXAMPLE_CHARS = 300
+
+
+def _grpc_status(code: Any) -> tuple[int, str]:
+    """The HTTP status and name of Ozon's ``code`` (a number, or a name such as
+    ``RESOURCE_EXHAUSTED``); an unknown code is a server error."""
+    if isinstance(code, str):
+        number = _GRPC_NAMES.get(code.strip().upper(), int(code) if code.strip().isdigit() else -1)
+    else:
+        number = code if type(code) is int else -1
+    return _GRPC.get(number, (500, "an unknown code"))
+
+
+def _classify(method: str, status: int, raw: bytes, answered: int | None = None) -> OzonApiError:
     try:
         body = json.loads(raw)
     except ValueError:
@@ -742,9 +927,9 @@ def _classify(method: str, status: int, raw: bytes) -> OzonApiError:
     message = str(body.get("message") or _error_text(raw))
     lowered = message.lower()
     if "obsolete" in lowered or "method is not allowed" in lowered:
-        return OzonMethodUnavailable(method, status, code, message)
+        return OzonMethodUnavailable(method, status, code, message, answered)
     if status in (401, 403) or "api-key" in lowered or "client-id" in lowered:
-        return OzonAuthError(method, status, code, message)
+        return OzonAuthError(method, status, code, message, answered)
     if status == 404:
-        return OzonMethodUnavailable(method, status, code, message)
-    return OzonApiError(method, status, code, message)
+        return OzonMethodUnavailable(method, status, code, message, answered)
+    return OzonApiError(method, status, code, message, answered)

@@ -17,13 +17,24 @@ class OzonInventoryError(Exception):
 
 
 class OzonApiError(OzonInventoryError):
-    """Ozon answered a request with an error body (rpcStatus) that retrying will not change."""
+    """Ozon answered a request with an error body (rpcStatus) that retrying will not change.
+
+    ``status`` is the HTTP status the error stands for; ``answered`` the one Ozon sent when they
+    differ (an error body under HTTP 200 is handled as the status of its code).
+    """
 
     permanent = True
 
-    def __init__(self, method: str, status: int, code: int | str | None, message: str):
+    def __init__(
+        self, method: str, status: int, code: int | str | None, message: str, answered: int | None = None
+    ):
         self.method, self.status, self.code, self.message = method, status, code, message
-        super().__init__(f"Ozon {method} answered HTTP {status}, code {code}: {message}")
+        self.answered = answered
+        if answered is None or answered == status:
+            said = f"answered HTTP {status}, code {code}"
+        else:
+            said = f"answered HTTP {answered} with an error body, code {code} (handled as HTTP {status})"
+        super().__init__(f"Ozon {method} {said}: {message}")
 
 
 class OzonAuthError(OzonApiError):
@@ -69,6 +80,26 @@ class OzonMethodDown(OzonInventoryError):
         super().__init__(
             f"Ozon {method} is down for this run after {failures} consecutive failures "
             f"(last status {status if status is not None else 'none'}: {cause}); no further request is sent to it"
+        )
+
+
+class OzonSchemaChanged(OzonInventoryError):
+    """Ozon's answer changed shape: its rows are not where they were, a field paging reads is gone,
+    or most records lack a field the source needs (Ozon renames and retires fields).
+
+    Permanent: the same method answers the same way until the project learns the new shape. The
+    source keeps its last good rows (a degraded run). ``example`` is a record of the answer as
+    JSON text, already cut short and cleared of the account's credentials by the client.
+    """
+
+    permanent = True
+
+    def __init__(self, method: str, field: str, detail: str, example: str):
+        self.method, self.field, self.detail, self.example = method, field, detail, example
+        super().__init__(
+            f"Ozon {method} answered in a changed shape: {detail}; e.g. {example}. Nothing of it is "
+            f"loaded: the source keeps its last good rows until the project reads the new shape "
+            f"(check Ozon's news for {method})"
         )
 
 

@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from ozon_inventory.client import OzonClient, Page
 from ozon_inventory.exceptions import (
+    OzonInventoryError,
     OzonMethodDown,
     OzonMethodUnavailable,
     OzonRowsRepeated,
+    OzonSchemaChanged,
     OzonSnapshotChanged,
     OzonTransientError,
     StagingError,
@@ -57,7 +59,55 @@ def fetch_source(
     (``validate.SourceCheck``), while the next ones are on their way: the run's validation is then
     done when the last page is in, instead of starting there. With ``prestage_dsn`` (the target
     database) the checked rows also stream into it as they are written (``load.Prestage``).
+
+    A fetch that fails leaves why in the source's folder (:data:`FAILED`): validation puts it in
+    the run's report, so the ledger, the alerts and the UI name the cause (the field of a changed
+    answer), not only that the source is missing.
     """
+    try:
+        return _fetch_source(client, staging, source, choice, check_pages, prestage_dsn)
+    except Exception as exc:
+        _record_failure(staging, source, exc)
+        raise
+
+
+#: the file in a source's folder that says why its fetch failed (``failure``)
+FAILED = "failed.json"
+
+
+def failure(exc: BaseException) -> dict[str, Any]:
+    """What a failed fetch tells the run's report: the error, its method and, for an answer whose
+    shape changed, the field. Only the project's own errors are quoted (they never hold a secret)."""
+    known = isinstance(exc, OzonInventoryError)
+    message = str(exc) if known else f"{type(exc).__name__} (see the fetch task's log)"
+    summary = message
+    if isinstance(exc, OzonSchemaChanged):
+        summary = f"{exc.method} answered in a changed shape: {exc.detail}"
+    return {
+        "error": type(exc).__name__,
+        "message": message,
+        "summary": summary if len(summary) <= 300 else summary[:300] + "…",
+        "method": getattr(exc, "method", None) if known else None,
+        "field": exc.field if isinstance(exc, OzonSchemaChanged) else None,
+        "permanent": bool(getattr(exc, "permanent", False)),
+    }
+
+
+def _record_failure(staging: StagingArea, source: str, exc: BaseException) -> None:
+    try:
+        staging.write_json(source, FAILED, failure(exc))
+    except Exception as write_error:  # noqa: BLE001 - the fetch's own error is what counts
+        log.warning("could not record why %s failed: %s", source, write_error)
+
+
+def _fetch_source(
+    client: OzonClient,
+    staging: StagingArea,
+    source: str,
+    choice: str,
+    check_pages: bool,
+    prestage_dsn: str | None,
+) -> Manifest:
     methods = plan(source, choice)
     _share_breaker(client, staging)
     first = methods[0].path

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ozon_inventory.client import OzonClient
-from ozon_inventory.exceptions import OzonApiError, OzonKeyExpired, OzonTransientError
+from ozon_inventory.exceptions import OzonApiError, OzonKeyExpired, OzonSchemaChanged, OzonTransientError
 from ozon_inventory.methods import V1_ROLES, method
 from ozon_inventory.sql import statements
 
@@ -86,7 +86,7 @@ def _read_or_ask(client: OzonClient, conn: Any, account: str) -> KeyStatus:
             return KeyStatus(account, row[0], row[1], row[2], asked_ozon=False)
         try:
             page = client.post(method(V1_ROLES), {})
-        except (OzonApiError, OzonTransientError) as exc:
+        except (OzonApiError, OzonTransientError, OzonSchemaChanged) as exc:
             log.warning("could not read the Api-Key's expiry of account %s: %s", account, exc)
             cur.execute("SELECT now()")
             return KeyStatus(account, None, None, cur.fetchone()[0], asked_ozon=True)

@@ -41,14 +41,28 @@ class Reject(ValueError):
     """A row that breaks a rule; the message is the reason stored with it."""
 
 
+class Missing(Reject):
+    """A row without a field its source needs (absent or null): never read as 0, false or empty.
+
+    ``field`` names it, so validation counts the rows each missing field rejected (a shrink that
+    comes with them is Ozon's answer changing shape, not the catalogue shrinking).
+    """
+
+    def __init__(self, field: str):
+        super().__init__(f"{field} is missing")
+        self.field = field
+
+
 def as_int(value: Any, name: str, bounds: tuple[int, int]) -> int:
     """An integer from a JSON number or a string of ASCII digits (``-?[0-9]+``), within ``bounds``.
 
     Raises only :class:`Reject`: ``"--5"``, ``"²"``, ``"1e3"``, ``NaN``, ``Infinity``, booleans
-    and 5,000-digit strings are reasons, not crashes.
+    and 5,000-digit strings are reasons, not crashes; a missing value is :class:`Missing`.
     """
     if type(value) is int:
         number = value
+    elif value is None:
+        raise Missing(name)
     elif isinstance(value, str):
         text = value.strip()
         if not _INTEGER.fullmatch(text):
@@ -69,7 +83,7 @@ def as_key(value: Any, name: str) -> str:
     """Text that identifies a row, escaped for COPY: present, storable and short enough to index."""
     if type(value) is not str:
         if value is None:
-            raise Reject(f"{name} is missing")
+            raise Missing(name)
         raise Reject(f"{name} is not a string: {printable(repr(value))[:200]}")
     if not value or value.isspace():
         raise Reject(f"{name} is empty")
@@ -155,10 +169,21 @@ def plain_labels(values: list[Any]) -> bool:
     return plain_optional(values) and _CARE.search("".join(filter(None, values))) is None
 
 
-def working_days(value: Any) -> str:
-    """``working_days`` as ints, digit strings or day names (v2) → "1,2,3"."""
+def as_bool(value: Any, name: str) -> bool:
+    """A JSON boolean (or the strings ``"true"``/``"false"``); a missing one is never read as false."""
+    if type(value) is bool:
+        return value
     if value is None:
-        return ""
+        raise Missing(name)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise Reject(f"{name} is not a boolean: {printable(repr(value))[:200]}")
+
+
+def working_days(value: Any) -> str:
+    """``working_days`` as ints, digit strings or day names (v2) → "1,2,3"; missing is not "no days"."""
+    if value is None:
+        raise Missing("working_days")
     if not isinstance(value, list):
         raise Reject(f"working_days is not an array: {printable(repr(value))[:200]}")
     days = []

@@ -48,7 +48,9 @@ from ozon_inventory.rules import (
     INT64,
     NULL,
     QUANTITY,
+    Missing,
     Reject,
+    as_bool,
     as_int,
     as_key,
     as_label,
@@ -117,7 +119,7 @@ class RowSink(Protocol):
         """Lines of ``file`` by key, written when the source is done (a list value is joined with ",")."""
         ...
 
-    def reject(self, reason: str, record: Any) -> None:
+    def reject(self, reason: str | Reject, record: Any) -> None:
         """Store a part of the row (a v4 item's stock entry) as rejected; the rest goes on."""
 
     def tally(self, name: str) -> dict[int, int]:
@@ -276,7 +278,9 @@ def v4_item(item: Any, out: RowSink) -> None:
     product_id = str(as_int(item.get("product_id"), "product_id", INT64))
     try:
         offer_id = as_key(item.get("offer_id"), "offer_id")
-        stocks = item.get("stocks") or []
+        stocks = item.get("stocks")
+        if stocks is None:  # not "no stock rows": the product and its current rows are held
+            raise Missing("stocks")
         if not isinstance(stocks, list):
             raise Reject("stocks is not an array")
     except Reject:
@@ -296,8 +300,8 @@ def v4_item(item: Any, out: RowSink) -> None:
         try:
             key = _stock_key(stock, out)
             try:
-                present = as_int(stock.get("present", 0), "present", QUANTITY)
-                reserved = as_int(stock.get("reserved", 0), "reserved", QUANTITY)
+                present = as_int(stock.get("present"), "present", QUANTITY)
+                reserved = as_int(stock.get("reserved"), "reserved", QUANTITY)
             except Reject:
                 out.emit(HELD_STOCK_BY_TYPE, key)
                 raise
@@ -305,7 +309,7 @@ def v4_item(item: Any, out: RowSink) -> None:
                 raise Reject(f"duplicate stock entry for sku {key[0]}, type {key[1]}, {key[2]}")
         except Reject as exc:
             record = {"product_id": item.get("product_id"), "offer_id": item.get("offer_id"), "stock": stock}
-            out.reject(str(exc), record)
+            out.reject(exc, record)
             continue
         out.seen.add(key)
         sku, stock_type, shipment = key
@@ -332,15 +336,7 @@ def _hold_item(product_id: str, item: dict[str, Any], out: RowSink) -> None:
 STOCKS = SourceSpec(
     name="stocks",
     methods={
-        V4_STOCKS: MethodRows(
-            v4_item,
-            known_fields={
-                "stocks.item": frozenset({"offer_id", "product_id", "stocks"}),
-                "stocks.stock": frozenset(
-                    {"present", "reserved", "shipment_type", "sku", "type", "warehouse_ids"}
-                ),
-            },
-        ),
+        V4_STOCKS: MethodRows(v4_item, known_fields=METHODS[V4_STOCKS].known_fields()),
     },
     rows=STOCK_BY_TYPE,
     writes=(STOCK_BY_TYPE, PRODUCT_SKUS, HELD_PRODUCTS, HELD_STOCK_BY_TYPE),
@@ -398,18 +394,8 @@ def _warehouse_key(row: Any, kind: str, out: RowSink) -> tuple[str, str]:
 
 
 V2_KIND = "warehouse_stocks.v2"
-V2_FIELDS = frozenset(
-    {
-        "sku",
-        "warehouse_name",
-        "item_code",
-        "item_name",
-        "promised_amount",
-        "free_to_sell_amount",
-        "reserved_amount",
-        "idc",
-    }
-)
+V2_FIELDS = METHODS[V2_STOCK_ON_WAREHOUSES].known_fields()[V2_KIND]
+V2_REQUIRED = frozenset(METHODS[V2_STOCK_ON_WAREHOUSES].records[0].required)
 
 
 def v2_warehouse_row(row: Any, out: RowSink) -> None:
@@ -418,9 +404,9 @@ def v2_warehouse_row(row: Any, out: RowSink) -> None:
     try:
         is_label(row.get("item_code"), "item_code")
         item_name = as_label(row.get("item_name"), "item_name")
-        free = as_int(row.get("free_to_sell_amount", 0), "free_to_sell_amount", QUANTITY)
-        promised = as_int(row.get("promised_amount", 0), "promised_amount", QUANTITY)
-        reserved = str(as_int(row.get("reserved_amount", 0), "reserved_amount", QUANTITY))
+        free = as_int(row.get("free_to_sell_amount"), "free_to_sell_amount", QUANTITY)
+        promised = as_int(row.get("promised_amount"), "promised_amount", QUANTITY)
+        reserved = str(as_int(row.get("reserved_amount"), "reserved_amount", QUANTITY))
     except Reject:
         out.emit(HELD_STOCK_BY_WAREHOUSE, (sku, name))
         raise
@@ -437,14 +423,11 @@ def v2_warehouse_page(rows: list[Any], out: RowSink) -> bool:
     field the documents do not list, a value a rule would change or refuse, a key that may have come
     before) returns False with nothing written: the rows then go one by one, each with its reason.
     """
-    if not all(type(row) is dict and V2_FIELDS.issuperset(row) for row in rows):
+    if not all(type(row) is dict and V2_FIELDS.issuperset(row) and row.keys() >= V2_REQUIRED for row in rows):
         return False
-    try:
-        skus, names = [row["sku"] for row in rows], [row["warehouse_name"] for row in rows]
-    except KeyError:
-        return False
+    skus, names = [row["sku"] for row in rows], [row["warehouse_name"] for row in rows]
     free, promised, reserved = (
-        [row.get(column, 0) for row in rows]
+        [row[column] for row in rows]
         for column in ("free_to_sell_amount", "promised_amount", "reserved_amount")
     )
     item_names = [row.get("item_name") for row in rows]
@@ -495,9 +478,9 @@ def v1_analytics_row(row: Any, out: RowSink) -> None:
         warehouse_id = str(as_int(row.get("warehouse_id"), "warehouse_id", INT64))
         is_label(row.get("offer_id"), "offer_id")
         item_name = as_label(row.get("name"), "name")
-        free = as_int(row.get("available_stock_count", 0), "available_stock_count", QUANTITY)
-        promised = as_int(row.get("requested_stock_count", 0), "requested_stock_count", QUANTITY) + as_int(
-            row.get("transit_stock_count", 0), "transit_stock_count", QUANTITY
+        free = as_int(row.get("available_stock_count"), "available_stock_count", QUANTITY)
+        promised = as_int(row.get("requested_stock_count"), "requested_stock_count", QUANTITY) + as_int(
+            row.get("transit_stock_count"), "transit_stock_count", QUANTITY
         )
         cluster_id = str(as_int(row["cluster_id"], "cluster_id", INT64)) if row.get("cluster_id") else NULL
         cluster_name = as_label(row.get("cluster_name"), "cluster_name") or NULL
@@ -525,8 +508,8 @@ def fbo_by_warehouse_row(row: Any, out: RowSink) -> None:
     name = f"#{warehouse_id}"
     try:
         is_label(row.get("offer_id"), "offer_id")
-        present = as_int(row.get("present", 0), "present", QUANTITY)
-        reserved = as_int(row.get("reserved", 0), "reserved", QUANTITY)
+        present = as_int(row.get("present"), "present", QUANTITY)
+        reserved = as_int(row.get("reserved"), "reserved", QUANTITY)
         if reserved > present:
             raise Reject(f"reserved {reserved} is more than present {present}")
     except Reject:
@@ -552,50 +535,12 @@ WAREHOUSE_STOCKS = SourceSpec(
         ),
         V1_ANALYTICS_STOCKS: MethodRows(
             v1_analytics_row,
-            known_fields={
-                "warehouse_stocks.v1": frozenset(
-                    {
-                        "sku",
-                        "offer_id",
-                        "name",
-                        "warehouse_id",
-                        "warehouse_name",
-                        "cluster_id",
-                        "cluster_name",
-                        "macrolocal_cluster_id",
-                        "available_stock_count",
-                        "valid_stock_count",
-                        "waiting_docs_stock_count",
-                        "expiring_stock_count",
-                        "transit_defect_stock_count",
-                        "stock_defect_stock_count",
-                        "excess_stock_count",
-                        "other_stock_count",
-                        "requested_stock_count",
-                        "transit_stock_count",
-                        "return_from_customer_stock_count",
-                        "return_to_seller_stock_count",
-                        "ads",
-                        "ads_cluster",
-                        "idc",
-                        "idc_cluster",
-                        "days_without_sales",
-                        "days_without_sales_cluster",
-                        "turnover_grade",
-                        "turnover_grade_cluster",
-                        "item_tags",
-                    }
-                )
-            },
+            known_fields=METHODS[V1_ANALYTICS_STOCKS].known_fields(),
             not_provided=frozenset({"reserved"}),
         ),
         V1_FBO_BY_WAREHOUSE: MethodRows(
             fbo_by_warehouse_row,
-            known_fields={
-                "warehouse_stocks.fbo": frozenset(
-                    {"offer_id", "present", "product_id", "reserved", "sku", "warehouse_id"}
-                )
-            },
+            known_fields=METHODS[V1_FBO_BY_WAREHOUSE].known_fields(),
             not_provided=frozenset({"promised"}),
         ),
     },
@@ -614,6 +559,17 @@ WAREHOUSE_STOCKS = SourceSpec(
 WAREHOUSE_STATUSES = frozenset({"new", "created", "disabled", "blocked", "disabled_due_to_limit", "error"})
 
 
+def _seller_warehouse(kind: str) -> RowValidator:
+    """``seller_warehouse`` counting the fields the list method ``kind`` does not document."""
+
+    def validate(row: Any, out: RowSink) -> None:
+        if isinstance(row, dict):
+            out.fields(kind, row)
+        seller_warehouse(row, out)
+
+    return validate
+
+
 def seller_warehouse(row: Any, out: RowSink) -> None:
     """One of the seller's own FBS/rFBS warehouses (both list methods give the same fields)."""
     if not isinstance(row, dict):
@@ -624,7 +580,7 @@ def seller_warehouse(row: Any, out: RowSink) -> None:
         status = as_label(row.get("status") or "", "status").lower()
         if status and status not in WAREHOUSE_STATUSES:
             out.unknown_value(f"status={status}")
-        is_rfbs = bool(row.get("is_rfbs"))
+        is_rfbs = as_bool(row.get("is_rfbs"), "is_rfbs")
         days = working_days(row.get("working_days"))
     except Reject:
         out.emit(HELD_SELLER_WAREHOUSES, (warehouse_id,))
@@ -638,8 +594,12 @@ def seller_warehouse(row: Any, out: RowSink) -> None:
 WAREHOUSES = SourceSpec(
     name="warehouses",
     methods={
-        V2_WAREHOUSE_LIST: MethodRows(seller_warehouse),
-        V1_WAREHOUSE_LIST: MethodRows(seller_warehouse),
+        V2_WAREHOUSE_LIST: MethodRows(
+            _seller_warehouse("warehouses.v2"), known_fields=METHODS[V2_WAREHOUSE_LIST].known_fields()
+        ),
+        V1_WAREHOUSE_LIST: MethodRows(
+            _seller_warehouse("warehouses.v1"), known_fields=METHODS[V1_WAREHOUSE_LIST].known_fields()
+        ),
     },
     rows=SELLER_WAREHOUSES,
     writes=(SELLER_WAREHOUSES, HELD_SELLER_WAREHOUSES),

@@ -34,6 +34,7 @@ from ozon_inventory.exceptions import (
     OzonApiError,
     OzonMethodDown,
     OzonPagingError,
+    OzonSchemaChanged,
     ShrinkGuardError,
     StagingError,
 )
@@ -59,6 +60,7 @@ PERMANENT = ExceptionRetryPolicy(
                 OzonApiError,
                 OzonMethodDown,
                 OzonPagingError,
+                OzonSchemaChanged,
                 ConfigError,
                 StagingError,
                 ShrinkGuardError,
@@ -267,7 +269,7 @@ def validate(account: str) -> dict[str, Any]:
     skipped = set(SOURCES) - set(fetched) if _is_backfill(context) else set()
     try:
         report = validate_run(staging, previous, settings.shrink_threshold, settings.allow_shrink, skipped)
-    except ShrinkGuardError as exc:
+    except (ShrinkGuardError, OzonSchemaChanged) as exc:  # a changed answer comes first, never allow_shrink
         staging.write_json("validated", "stop.json", {"reason": str(exc)})  # for report's alert
         raise
     summary = {

@@ -31,13 +31,14 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from ozon_inventory.exceptions import ShrinkGuardError, StagingError, StagingWriteError
+from ozon_inventory.exceptions import OzonSchemaChanged, ShrinkGuardError, StagingError, StagingWriteError
 from ozon_inventory.keylog import KeyLog
 from ozon_inventory.methods import method, parse_answer
 from ozon_inventory.rules import (
     INT64,
     NULL,
     QUANTITY,
+    Missing,
     Reject,
     as_int,
     as_key,
@@ -87,6 +88,10 @@ class SourceReport:
     held: int = 0  # rejected rows whose key was readable: their last good values are kept
     products: int = 0
     unknown_fields: dict[str, int] = field(default_factory=dict)
+    #: rows rejected because a field the source needs is missing, per field (a changed answer)
+    missing_fields: dict[str, int] = field(default_factory=dict)
+    #: why the fetch failed (``fetch.FAILED``): the error, its method, the field of a changed answer
+    error: dict[str, Any] | None = None
     unknown_values: dict[str, int] = field(default_factory=dict)
     requests: dict[str, Any] = field(default_factory=dict)
     files: dict[str, int] = field(default_factory=dict)  # file written -> lines
@@ -169,6 +174,7 @@ class _Writer:
         self.products: set[Hashable] = set()
         self.unknown_fields: Counter[str] = Counter()
         self.unknown_values: Counter[str] = Counter()
+        self.missing: Counter[str] = Counter()
         self._buffers: dict[str, list[tuple[str, ...]]] = {f.name: [] for f in spec.writes}
         self._keyed: dict[str, dict[Hashable, tuple[Any, ...]]] = {}
         self._tallies: dict[str, dict[int, int]] = {}
@@ -229,10 +235,12 @@ class _Writer:
 
     # -- the engine's side -----------------------------------------------------------------------
 
-    def reject(self, reason: str, record: Any) -> None:
+    def reject(self, reason: str | Reject, record: Any) -> None:
         self.report.rejects += 1
+        if isinstance(reason, Missing):
+            self.missing[reason.field] += 1
         self.rejects_out.write(
-            f"{self.spec.name}\t{copy_text(printable(reason))}\t{copy_text(record_json(record))}\n"
+            f"{self.spec.name}\t{copy_text(printable(str(reason)))}\t{copy_text(record_json(record))}\n"
         )
 
     def _flush(self, name: str) -> None:
@@ -262,6 +270,7 @@ class _Writer:
         self.report.products = len(self.products)
         self.report.unknown_fields = dict(self.unknown_fields)
         self.report.unknown_values = dict(self.unknown_values)
+        self.report.missing_fields = dict(self.missing)
         if self.unknown_fields or self.unknown_values:
             log.info(
                 "%s: kept unknown fields %s and values %s",
@@ -415,7 +424,7 @@ class SourceCheck:
                 try:
                     validate_row(record, writer)
                 except Reject as exc:
-                    writer.reject(str(exc), record)
+                    writer.reject(exc, record)
         self.rows_in += len(records)
         self.seconds += time.thread_time() - started
 
@@ -539,6 +548,19 @@ def _check_staged(staging: StagingArea, manifest: Manifest) -> tuple[SourceRepor
     return check.finish()
 
 
+def _fetch_failure(staging: StagingArea, source: str) -> dict[str, Any] | None:
+    """Why the source's fetch failed, as it recorded it (``fetch.FAILED``), if it did."""
+    from ozon_inventory.fetch import FAILED
+
+    try:
+        if not staging.file(source, FAILED).exists():
+            return None
+        return staging.read_json(source, FAILED)
+    except (OSError, ValueError, StagingError) as exc:
+        log.info("%s%s: why its fetch failed is unreadable: %s", _where(staging), source, exc)
+        return None
+
+
 def _join_rejects(staging: StagingArea, sources: list[str]) -> None:
     """``validated/rejects.tsv``: the rejects of every validated source, in the registry's order."""
     target = staging.file(REJECTS.folder, REJECTS.file)
@@ -567,7 +589,7 @@ def validate_run(
         manifest = staging.manifest(source.name)
         if manifest is None:
             status = "skipped" if skipped and source.name in skipped else "missing"
-            report.sources[source.name] = SourceReport(status)
+            report.sources[source.name] = SourceReport(status, error=_fetch_failure(staging, source.name))
             continue
         checked = checked_result(staging, manifest) or _check_staged(staging, manifest)
         report.sources[source.name], sums = checked
@@ -584,7 +606,9 @@ def validate_run(
         )
     with writing(staging.file("validated", "report.json")):
         staging.write_json("validated", "report.json", report.as_dict())
-    _shrink_guard(report, previous or {}, shrink_threshold, allow_shrink)
+    _shrink_guard(
+        report, previous or {}, shrink_threshold, allow_shrink, staging.file(REJECTS.folder, REJECTS.file)
+    )
     return report
 
 
@@ -621,12 +645,19 @@ def _where_report(report: ValidationReport) -> str:
 
 
 def _shrink_guard(
-    report: ValidationReport, previous: Mapping[str, LoadedState], threshold: float, allow: bool
+    report: ValidationReport,
+    previous: Mapping[str, LoadedState],
+    threshold: float,
+    allow: bool,
+    rejects: Any = "validated/rejects.tsv",
 ) -> None:
     """Fail when a source has far fewer products or rows than the account's last good snapshot.
 
     A source older than what is loaded is left to the load, which marks it stale and does not apply
-    it (a backfill reprocessing an older, smaller archive is not a shrink).
+    it (a backfill reprocessing an older, smaller archive is not a shrink). A shrink that comes with
+    rows rejected for a missing field is Ozon's answer changing shape, not the catalogue shrinking:
+    that error comes first, ``OzonSchemaChanged``, whatever ``allow_shrink`` says (loading it would
+    empty the source), and nothing advises ``allow_shrink``.
     """
     problems = []
     for spec in REGISTRY:
@@ -645,7 +676,17 @@ def _shrink_guard(
         was = before.products if spec.shrink.count == "products" else before.rows
         now = src.products if spec.shrink.count == "products" else src.rows_valid
         if was and now < was * (1 - threshold):
-            problems.append(f"{spec.name}: {now} {spec.shrink.unit} against {was} in the last good snapshot")
+            shrank = f"{spec.name}: {now} {spec.shrink.unit} against {was} in the last good snapshot"
+            if src.missing_fields:
+                field, count = max(src.missing_fields.items(), key=lambda item: (item[1], item[0]))
+                raise OzonSchemaChanged(
+                    str(src.method),
+                    field,
+                    f"{count} of {src.rows_in} rows lack {field!r} (account {report.account}, run "
+                    f"{report.run_key}: {shrank}; that is Ozon's answer, not a smaller catalogue)",
+                    f"the rejected rows in {rejects}",
+                )
+            problems.append(shrank)
     if problems and not allow:
         raise ShrinkGuardError(
             f"account {report.account}, run {report.run_key}: snapshot shrank by more than "

@@ -74,6 +74,29 @@ def test_a_run_calls_for_alerts_by_its_state():
     assert run_alerts("shop", {"degraded": False}, {"warehouse_stocks": OK_V2}) == []
 
 
+def test_an_answer_whose_shape_changed_is_told_with_its_field_once_per_field():
+    error = {
+        "error": "OzonSchemaChanged",
+        "message": "Ozon /v4/product/info/stocks answered in a changed shape: 'stocks' is missing in 3 of 3 items",
+        "summary": "/v4/product/info/stocks answered in a changed shape: 'stocks' is missing in 3 of 3 items",
+        "method": "/v4/product/info/stocks",
+        "field": "stocks",
+        "permanent": True,
+    }
+    result = {"degraded": True, "missing": ["stocks"], "applied": ["warehouse_stocks", "warehouses"]}
+    alerts = {
+        a.kind: a for a in run_alerts("shop", result, {"stocks": {"status": "missing", "error": error}})
+    }
+    assert set(alerts) == {"degraded", "schema_changed:stocks"}
+    changed = alerts["schema_changed:stocks"]
+    assert changed.fingerprint == "/v4/product/info/stocks:stocks"
+    assert "(stocks)" in changed.subject and "'stocks' is missing in 3 of 3 items" in changed.text
+    assert "stocks: /v4/product/info/stocks answered in a changed shape" in alerts["degraded"].text
+    renamed = error | {"field": "present"}
+    again = run_alerts("shop", result, {"stocks": {"status": "missing", "error": renamed}})
+    assert {a.fingerprint for a in again} == {"stocks", "/v4/product/info/stocks:present"}  # a new field: new
+
+
 def test_a_lasting_condition_is_told_once_and_again_when_it_comes_back(pg_conn):
     def raised(sources, result=None):
         return [a.kind for a in new_alerts(pg_conn, "shop", run_alerts("shop", result, sources))]

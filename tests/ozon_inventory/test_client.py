@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 import pytest
@@ -14,6 +15,7 @@ from ozon_inventory.exceptions import (
     OzonMethodDown,
     OzonMethodUnavailable,
     OzonPagingError,
+    OzonSchemaChanged,
     OzonSnapshotChanged,
     OzonTransientError,
 )
@@ -315,3 +317,159 @@ def test_fbo_by_warehouse_every_documented_form_is_read(form):
         assert present == {sku: n for sku, n in v4.items() if sku in present} and set(present) <= set(v4)
     finally:
         running.stop()
+
+
+# -- Ozon's error under HTTP 200, and answers whose shape changed ---------------------------------
+
+
+def requests_to(simulator, path: str) -> int:
+    return simulator.sim.stats_snapshot()["requests"].get(path, 0)
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "error", "text"),
+    [
+        (7, "Company is blocked", OzonAuthError, r"code 7 \(handled as HTTP 403\): Company is blocked"),
+        (16, "Client-Id and Api-Key headers are required", OzonAuthError, r"handled as HTTP 401"),
+        (5, "Obsolete method cannot be used", OzonMethodUnavailable, r"code 5 \(handled as HTTP 404\)"),
+        (3, "invalid limit", OzonApiError, r"code 3 \(handled as HTTP 400\): invalid limit"),
+        ("PERMISSION_DENIED", "Company is blocked", OzonAuthError, r"handled as HTTP 403"),
+    ],
+)
+def test_an_error_body_under_http_200_is_that_error_at_once(client, simulator, code, message, error, text):
+    simulator.sim.add_fault(Fault(V2_WAREHOUSE_LIST, "error_body", code=code, message=message, times=-1))
+    with pytest.raises(
+        error, match=rf"Ozon /v2/warehouse/list answered HTTP 200 with an error body, .*{text}"
+    ) as caught:
+        list(client.pages(METHODS[V2_WAREHOUSE_LIST]))
+    assert caught.value.permanent and (caught.value.answered, caught.value.code) == (200, code)
+    assert requests_to(simulator, V2_WAREHOUSE_LIST) == 1  # never read as "no warehouses", never retried
+
+
+def test_an_internal_error_under_http_200_is_retried_like_a_500(client, simulator):
+    simulator.sim.add_fault(Fault(V4_STOCKS, "error_body", code=13, times=2))
+    assert len(products(list(client.pages(METHODS[V4_STOCKS])))) == 175
+    assert client.stats[V4_STOCKS].retries == 2
+    simulator.sim.add_fault(Fault(V4_STOCKS, "error_body", code=13, times=-1))
+    with pytest.raises(
+        OzonMethodDown,
+        match=r"last status 200: HTTP 200 with an error body, code 13 \(internal, handled as HTTP 500\): "
+        r"Internal error",
+    ):
+        list(client.pages(METHODS[V4_STOCKS]))
+
+
+def test_a_rate_limit_under_http_200_is_retried_like_a_429(client, simulator):
+    simulator.sim.add_fault(
+        Fault(V4_STOCKS, "error_body", code=8, message="You have reached request rate limit per second")
+    )
+    assert len(products(list(client.pages(METHODS[V4_STOCKS])))) == 175
+    assert client.stats[V4_STOCKS].responses_429 == 1 and not client.breaker.down
+
+
+@pytest.mark.parametrize(
+    ("method", "field", "text"),
+    [
+        (
+            V4_STOCKS,
+            "items",
+            r"the answer has no 'items' \(its fields: cursor, items_v2, total, total_items\)",
+        ),
+        (V4_STOCKS, "cursor", r"the answer has no 'cursor'"),
+        (
+            V4_STOCKS,
+            "items.stocks",
+            r"'stocks' is missing in 175 of 175 items, and 'stocks_v2', which the documents do not name, came instead",
+        ),
+        (V4_STOCKS, "items.stocks.present", r"'present' is missing in \d+ of \d+ stocks\[\] entries"),
+        (
+            V4_STOCKS,
+            "items.stocks.shipment_type",
+            r"'shipment_type' is missing .* 'shipment_type_v2'.* came instead",
+        ),
+        (
+            V2_STOCK_ON_WAREHOUSES,
+            "result.rows.free_to_sell_amount",
+            r"'free_to_sell_amount' is missing in 50 of 50 rows",
+        ),
+        (
+            V2_STOCK_ON_WAREHOUSES,
+            "result.rows.item_name",
+            r"'item_name' is missing in 50 of 50 rows, and 'item_name_v2'",
+        ),
+        (V2_STOCK_ON_WAREHOUSES, "result", r"the answer has no 'result'"),
+        (V2_WAREHOUSE_LIST, "warehouses.name", r"'name' is missing in 3 of 3 warehouses"),
+        (V2_WAREHOUSE_LIST, "has_next", r"the answer has no 'has_next'"),
+        (V1_WAREHOUSE_LIST, "result.is_rfbs", r"'is_rfbs' is missing in 3 of 3 warehouses"),
+    ],
+)
+def test_an_answer_whose_shape_changed_fails_at_once_naming_the_field(client, simulator, method, field, text):
+    simulator.sim.add_fault(Fault(method, "rename", field=field, times=-1))
+    with pytest.raises(
+        OzonSchemaChanged, match=rf"Ozon {re.escape(method)} answered in a changed shape: {text}"
+    ) as caught:
+        list(client.pages(METHODS[method], limit=50 if method == V2_STOCK_ON_WAREHOUSES else None))
+    error = caught.value
+    assert error.permanent and error.method == method and error.field == field.rsplit(".", 1)[-1]
+    assert error.example and API_KEY not in str(error)
+    assert requests_to(simulator, method) <= client.workers  # not retried (offset pages in flight aside)
+
+
+def test_a_field_renamed_in_a_few_rows_leaves_those_rows_to_validation(client, simulator):
+    simulator.sim.add_fault(Fault(V4_STOCKS, "rename", field="items.stocks.present", count=10, times=-1))
+    pages = list(client.pages(METHODS[V4_STOCKS]))
+    assert len(products(pages)) == 175  # the rows come; validation rejects the ten, naming the field
+
+
+def test_an_example_row_never_carries_a_credential(client):
+    example = client._example({"offer_id": "echo " + API_KEY * 20, "stocks": []})
+    assert API_KEY not in example and API_KEY[:10] not in example and len(example) <= 301
+
+
+# -- a deadline per answer; transport and decoding errors in plain words ------------------------------
+
+
+def test_a_trickling_answer_is_cut_at_the_timeout_and_retried(client, simulator):
+    client.timeout = 0.6
+    simulator.sim.add_fault(Fault(V4_STOCKS, "trickle", delay=4.0, times=1))
+    started = time.monotonic()
+    assert len(products(list(client.pages(METHODS[V4_STOCKS])))) == 175
+    assert time.monotonic() - started < 2.5  # cut near 0.6 s, not after the 4 s the answer took
+    assert client.stats[V4_STOCKS].retries == 1
+
+
+def test_an_answer_that_always_trickles_takes_the_method_down_in_bounded_time(client, simulator, caplog):
+    client.timeout = 0.4
+    simulator.sim.add_fault(Fault(V4_STOCKS, "trickle", delay=5.0, times=-1))
+    started = time.monotonic()
+    with pytest.raises(
+        OzonMethodDown, match=r"timed out after 0.4 s: the answer was still arriving \(\d+ bytes in\)"
+    ):
+        list(client.pages(METHODS[V4_STOCKS]))
+    assert time.monotonic() - started < client.breaker_threshold * 0.4 + 2.5
+
+
+def test_a_broken_gzip_body_names_the_method_and_the_encoding(client, simulator, caplog):
+    simulator.sim.add_fault(Fault(V4_STOCKS, "bad_gzip", times=1))
+    assert len(products(list(client.pages(METHODS[V4_STOCKS])))) == 175
+    assert re.search(
+        r"Ozon /v4/product/info/stocks attempt 1 failed \(HTTP 200 with a broken body \(\d+ bytes\): it is marked "
+        r"Content-Encoding: gzip, but is not valid gzip data \(Error -3 while decompressing data: invalid block type\)\)",
+        caplog.text,
+    )
+
+
+def test_gzip_answers_are_read(simulator):
+    simulator.sim.configure({"compress": True})
+    client = OzonClient(simulator.url, CLIENT_ID, API_KEY, rate_limit=1000)
+    pages = list(client.pages(METHODS[V4_STOCKS]))
+    assert len(products(pages)) == 175 and pages[0].raw.startswith(b"{")
+
+
+def test_invalid_json_names_the_method_and_says_so(client, simulator, caplog):
+    simulator.sim.add_fault(Fault(V4_STOCKS, "malformed_json", times=1))
+    list(client.pages(METHODS[V4_STOCKS]))
+    assert re.search(
+        r"Ozon /v4/product/info/stocks attempt 1 failed \(HTTP 200 with a broken body \(\d+ bytes\): not valid JSON",
+        caplog.text,
+    )

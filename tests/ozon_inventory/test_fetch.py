@@ -286,3 +286,27 @@ def test_a_stream_that_fails_never_fails_the_fetch_and_the_load_copies_the_file(
     with psycopg.connect(pg_dsn) as conn:
         left = conn.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE 'ozon_pre_%%'").fetchall()
     assert left == []  # abandoned and dropped
+
+
+def test_a_changed_answer_fails_the_source_without_a_fallback_and_says_why(simulator, tmp_path):
+    """A changed shape is not a dead method: auto does not move to the successor (its rows would
+    replace good ones under another reading); the failure, with its field, reaches the report."""
+    from ozon_inventory.exceptions import OzonSchemaChanged
+
+    simulator.sim.add_fault(
+        Fault(V2_STOCK_ON_WAREHOUSES, "rename", field="result.rows.free_to_sell_amount", times=-1)
+    )
+    staging = StagingArea(str(tmp_path), "acc", "20261124T000000Z")
+    with pytest.raises(OzonSchemaChanged, match="'free_to_sell_amount' is missing"):
+        fetch_source(new_client(simulator), staging, "warehouse_stocks")
+    assert requests_to(simulator, V1_ANALYTICS_STOCKS) == 0
+    fetch_source(new_client(simulator), staging, "stocks")
+    error = validate_run(staging).sources["warehouse_stocks"].error
+    assert error is not None and (error["error"], error["field"]) == (
+        "OzonSchemaChanged",
+        "free_to_sell_amount",
+    )
+    assert error["method"] == V2_STOCK_ON_WAREHOUSES and error["permanent"]
+    simulator.sim.clear_faults()
+    fetch_source(new_client(simulator), staging, "warehouse_stocks")  # a try that succeeds: no cause left
+    assert validate_run(staging).sources["warehouse_stocks"].error is None

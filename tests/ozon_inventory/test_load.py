@@ -52,7 +52,9 @@ def rows(conn: Any, sql: str, *args: Any) -> list[tuple]:
 CATALOGUE = {
     "stocks": v4(item(1, "A", stock(11, present=5, reserved=1)), item(2, "B", stock(21, "fbs", present=3))),
     "warehouse_stocks": v2(v2_row(11, "ХОРУГВИНО_РФЦ", free=4, reserved=1), v2_row(11, "ТВЕРЬ_РФЦ", free=0)),
-    "warehouses": seller_list({"warehouse_id": 5, "name": "Мой склад", "status": "created"}),
+    "warehouses": seller_list(
+        {"warehouse_id": 5, "name": "Мой склад", "status": "created", "is_rfbs": False, "working_days": []}
+    ),
 }
 
 
@@ -89,6 +91,25 @@ def test_a_product_without_stock_rows_is_a_product_also_after_a_rerun(pg_conn, t
     load_run(pg_conn, again, validate_run(again), "run-10")
     sync(pg_conn, tmp_path, 11, answers)
     assert rows(pg_conn, products) == [(1,), (3,), (4,)]
+
+
+def test_an_item_without_its_stocks_keeps_its_stock_rows_and_skus(pg_conn, tmp_path):
+    """An item rejected for a missing ``stocks`` names none of its rows: its product holds them
+    all (never read as "no stock rows"); once Ozon lists them again they are current as sent."""
+    sync(pg_conn, tmp_path, 10, CATALOGUE)
+    stock_rows = "SELECT product_id, sku, present FROM ozon_stock_by_type ORDER BY sku"
+    before = rows(pg_conn, stock_rows)
+    without = item(2, "B")
+    del without["stocks"]
+    held = sync(
+        pg_conn, tmp_path, 11, CATALOGUE | {"stocks": v4(item(1, "A", stock(11, present=7)), without)}
+    )
+    assert held.rejects == 1
+    assert rows(pg_conn, stock_rows) == [(1, 11, 7), before[1]]
+    assert rows(pg_conn, "SELECT sku FROM ozon_sku ORDER BY 1") == [(11,), (21,)]
+    assert rows(pg_conn, "SELECT product_id FROM ozon_product ORDER BY 1") == [(1,), (2,)]
+    sync(pg_conn, tmp_path, 12, CATALOGUE | {"stocks": v4(item(1, "A", stock(11, present=7)))})
+    assert rows(pg_conn, stock_rows) == [(1, 11, 7)]  # gone from Ozon: gone here
 
 
 def test_non_finite_numbers_and_surrogates_are_stored_as_rejects_and_never_freeze_the_account(

@@ -308,7 +308,7 @@ def test_a_lone_surrogate_in_an_answer_rejects_the_row_naming_the_field(staging)
         "warehouse_stocks",
         V2_STOCK_ON_WAREHOUSES,
         '{"result": {"rows": [{"sku": 5, "warehouse_name": "W", "item_name": "n\\udc00", '
-        '"free_to_sell_amount": 1}]}}',
+        '"free_to_sell_amount": 1, "promised_amount": 0, "reserved_amount": 0}]}}',
     )
     report = validate_run(staging)
     assert report.sources["stocks"].rejects == 1
@@ -598,7 +598,7 @@ def test_a_plain_answer_is_checked_at_once_and_writes_what_row_by_row_writes(tmp
         results[way] = _outputs(staging)
     # the first pass, then the pass that resolves the repeated keys (row by row, as it must)
     first = taken[: len(answers)]
-    assert first == [True, True, *[False] * len(_NOT_PLAIN), True, True]
+    assert first == [True, True, *[False] * len(_NOT_PLAIN), False, True]  # a row without amounts
     assert not any(taken[len(answers) :])
     # SKU "105" and 105.0 are readable: they repeat SKU 105 of the first answer
     assert [reason for _, reason, _ in rejects(staging)] == [
@@ -615,9 +615,127 @@ def test_a_plain_answer_is_checked_at_once_and_writes_what_row_by_row_writes(tmp
         "item_code is not a string: 5",
         "reserved_amount out of range 0..2147483647: -1",
         "promised_amount out of range 0..2147483647: 2147483648",
-        "free_to_sell_amount is not an integer: None",
+        "free_to_sell_amount is missing",
         "duplicate row for sku 120 in warehouse 'ХОРУГВИНО_РФЦ'",
+        "free_to_sell_amount is missing",  # never read as 0
     ]
     rows_in = sum(len(answer["result"]["rows"]) for answer in answers)
-    assert report.sources["warehouse_stocks"].rows_valid == rows_in - 15
+    assert report.sources["warehouse_stocks"].rows_valid == rows_in - 16
+    assert report.sources["warehouse_stocks"].missing_fields == {"free_to_sell_amount": 2}
     assert results["at once"] == results["row by row"]
+
+
+# -- a field the source needs: missing is a reason, never 0, false or "no stock rows" ---------------
+
+_GOOD_ROWS = {
+    V4_STOCKS: lambda n: item(n, f"offer-{n}", stock(10 * n)),
+    V2_STOCK_ON_WAREHOUSES: lambda n: v2_row(n, "W"),
+    V1_ANALYTICS_STOCKS: lambda n: v1_row(n, "W", 9),
+    "/v1/product/info/stocks-by-warehouse/fbo": lambda n: {
+        "sku": n,
+        "warehouse_id": 9,
+        "present": 3,
+        "reserved": 1,
+        "offer_id": f"offer-{n}",
+        "product_id": 500 + n,
+    },
+    V2_WAREHOUSE_LIST: lambda n: {
+        "warehouse_id": n,
+        "name": f"Склад {n}",
+        "is_rfbs": False,
+        "status": "created",
+        "working_days": ["MONDAY"],
+    },
+    "/v1/warehouse/list": lambda n: {
+        "warehouse_id": n,
+        "name": f"Склад {n}",
+        "is_rfbs": True,
+        "status": "created",
+        "working_days": [1, 2],
+    },
+}
+
+
+def _answer(path: str, rows: list[dict]) -> dict:
+    from ozon_inventory.methods import method
+
+    answer: dict[str, Any] = {"cursor": "", "has_next": False}
+    node = answer
+    at = method(path).rows_at
+    for key in at[:-1]:
+        node = node.setdefault(key, {})
+    node[at[-1]] = rows
+    return answer
+
+
+def _required_fields() -> list[tuple[str, str | None, str]]:
+    from ozon_inventory.methods import METHODS
+
+    return [
+        (path, record.within, name)
+        for path in _GOOD_ROWS
+        for record in METHODS[path].records
+        for name in record.required
+    ]
+
+
+@pytest.mark.parametrize(("path", "within", "name"), _required_fields())
+def test_a_row_without_a_field_its_source_needs_is_rejected_naming_it(staging, path, within, name):
+    """Every field methods.py calls required: absent or null, the row is rejected with the field's
+    name and counted, the other rows load; a readable key is held (its last good value kept)."""
+    from ozon_inventory.methods import method
+
+    source = method(path).source
+    for value in ("absent", None):
+        good, bad = _GOOD_ROWS[path](1), _GOOD_ROWS[path](2)
+        target = bad[within][0] if within else bad
+        if value == "absent":
+            del target[name]
+        else:
+            target[name] = None
+        stage(staging, source, path, _answer(path, [good, bad]))
+        report = validate_run(staging).sources[source]
+        assert report.rejects == 1 and report.rows_valid == 1, (value, rejects(staging))
+        assert [reason for _, reason, _ in rejects(staging)] == [f"{name} is missing"]
+        assert report.missing_fields == {name: 1}
+
+
+def test_an_item_without_stocks_holds_its_product_instead_of_having_no_stock(staging):
+    without = item(2, "B")
+    del without["stocks"]
+    stage(staging, "stocks", V4_STOCKS, v4(item(1, "A", stock(11)), without))
+    report = validate_run(staging)
+    assert (report.sources["stocks"].products, report.sources["stocks"].rejects) == (1, 1)
+    assert tsv(staging, "model", "held_products.tsv") == [["2"]]
+    assert rejects(staging)[0][1] == "stocks is missing"
+
+
+def test_a_seller_warehouse_flag_is_a_boolean_never_a_guess(staging):
+    rows = [_GOOD_ROWS[V2_WAREHOUSE_LIST](n) for n in (1, 2, 3)]
+    rows[1]["is_rfbs"], rows[2]["is_rfbs"] = "true", "yes"
+    stage(staging, "warehouses", V2_WAREHOUSE_LIST, seller_list(*rows))
+    validate_run(staging)
+    assert [r[2] for r in tsv(staging, "model", "seller_warehouses.tsv")] == ["f", "t"]
+    assert rejects(staging)[0][1] == "is_rfbs is not a boolean: 'yes'"
+
+
+def test_a_shrink_that_comes_with_missing_fields_is_a_changed_answer_not_a_shrink(staging):
+    """Issue 29: the guard never advises allow_shrink when the rows are gone because Ozon's answer
+    changed shape; that error comes first, and allow_shrink cannot load it."""
+    from ozon_inventory.exceptions import OzonSchemaChanged
+
+    renamed = [v2_row(n, "W") for n in range(1, 9)]
+    for row in renamed[:6]:
+        row["free_to_sell_qty"] = row.pop("free_to_sell_amount")
+    stage(staging, "warehouse_stocks", V2_STOCK_ON_WAREHOUSES, v2(*renamed))
+    before = {"warehouse_stocks": loaded("2026-11-22T09:00:00+00:00", 8, 8)}
+    for allow in (False, True):
+        with pytest.raises(OzonSchemaChanged) as caught:
+            validate_run(staging, before, allow_shrink=allow)
+        text = str(caught.value)
+        assert caught.value.field == "free_to_sell_amount" and caught.value.permanent
+        assert "6 of 8 rows lack 'free_to_sell_amount'" in text and "2 warehouse rows against 8" in text
+        assert "allow_shrink" not in text and "rejects.tsv" in text
+    stage(staging, "warehouse_stocks", V2_STOCK_ON_WAREHOUSES, v2(*[v2_row(n, "W") for n in range(1, 3)]))
+    with pytest.raises(ShrinkGuardError, match="allow_shrink=true"):  # a real shrink: the advice stays
+        validate_run(staging, before)

@@ -206,6 +206,57 @@ def test_unknown_fault_kind_is_refused(simulator):
         Fault(V4, "boom")
 
 
+def test_shape_faults_rename_fields_where_the_path_says(simulator):
+    """``rename`` walks a dotted path from the answer's root into every list on the way; ``count``
+    limits it to the first elements of the first list; ``to`` "" drops the field."""
+    faults = [
+        {"method": V4, "kind": "rename", "field": "items.stocks", "count": 2, "times": 1},
+        {"method": V4, "kind": "rename", "field": "items.stocks.present", "to": "", "times": 1},
+        {"method": V4, "kind": "rename", "field": "cursor", "to": "next", "times": 1},
+    ]
+    requests.post(simulator.url + "/__sim/faults", json=faults, timeout=5)
+    items = post(simulator, V4, {"limit": 5, "filter": {}}).json()["items"]
+    assert ["stocks_v2" in i for i in items] == [True, True, False, False, False]
+    assert "stocks" not in items[0] and "stocks" in items[2]
+    for _ in range(2):  # the faults take the next answers, one each, in the order given
+        answer = post(simulator, V4, {"limit": 5, "filter": {}}).json()
+    assert "next" in answer and "cursor" not in answer
+    with pytest.raises(ValueError, match="needs field"):
+        Fault(V4, "rename")
+
+
+def test_error_bodies_trickles_and_broken_gzip(simulator):
+    import gzip
+    import time
+    import zlib
+
+    simulator.sim.add_fault(Fault(V4, "error_body", code=7, message="Company is blocked"))
+    blocked = post(simulator, V4, {"limit": 1, "filter": {}})
+    assert blocked.status_code == 200 and blocked.json() == {
+        "code": 7,
+        "message": "Company is blocked",
+        "details": [],
+    }
+
+    simulator.sim.add_fault(Fault(V4, "bad_gzip"))
+    raw = requests.post(
+        simulator.url + V4, json={"limit": 1, "filter": {}}, headers=HEADERS, stream=True, timeout=5
+    )
+    assert raw.headers["Content-Encoding"] == "gzip"
+    with pytest.raises(zlib.error):
+        gzip.decompress(raw.raw.read(decode_content=False))
+
+    simulator.sim.add_fault(Fault(V4, "trickle", delay=1.0))
+    started = time.monotonic()
+    slow = post(simulator, V4, {"limit": 20, "filter": {}})
+    assert slow.status_code == 200 and len(slow.json()["items"]) == 20
+    assert time.monotonic() - started >= 0.9  # every byte came, spread over the delay
+
+    simulator.sim.configure({"compress": True})
+    plain = requests.post(simulator.url + V4, json={"limit": 1, "filter": {}}, headers=HEADERS, timeout=5)
+    assert plain.headers["Content-Encoding"] == "gzip" and len(plain.json()["items"]) == 1
+
+
 def test_catalogue_changes_over_control_endpoint(simulator):
     catalogue = simulator.sim.accounts[CLIENT_ID].catalogue
     before = [(r.sku, r.free_to_sell) for r in catalogue.rows]

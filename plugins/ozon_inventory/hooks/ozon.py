@@ -6,13 +6,15 @@ OAuth, leave login empty and put the access token in the password with extra ``"
 (the token is sent as ``Authorization: Bearer``); give extra ``client_id`` to name the account the
 token belongs to, so its rate budget is shared with the account's Api-Key users.
 
-What comes from ``HttpHook``: the session (host, proxies, TLS verification, certificates, extra
-headers) from ``get_conn``; one session per client thread, reused for every page. What goes around
-it, and why: ``HttpHook.run`` builds a new session per call and turns a 429 into a bare
-``AirflowException`` with the response (and its ``Retry-After``) gone, so the client sends with the
-session itself and classifies responses on its own. Extras that tune the client (``rate_limit``,
-``workers``, …) are not request options, and ``HttpHook`` would send any such key as an HTTP header:
-they are taken out of the session's headers here.
+What comes from ``HttpHook``, through its public API only: the session (proxies, TLS verification,
+certificates, extra headers) from ``get_conn``; one session per client thread, reused for every
+page. What goes around it, and why: ``HttpHook.run`` builds a new session per call and turns a 429
+into a bare ``AirflowException`` with the response (and its ``Retry-After``) gone, so the client
+sends with the session itself and classifies responses on its own. Extras that tune the client
+(``rate_limit``, ``workers``, …) are not request options, and ``HttpHook`` would send any such key as
+an HTTP header: ``get_conn`` takes them out of the session's headers, and puts Ozon's auth in place
+of HTTP basic auth. The base URL is read from the connection's own fields (Ozon is HTTPS only, so a
+bare host means ``https://``).
 """
 
 from __future__ import annotations
@@ -71,21 +73,21 @@ class OzonHook(HttpHook):
     def get_connection(self, conn_id: str) -> Any:  # type: ignore[override]
         return self.connection if conn_id == self.ozon_conn_id else super().get_connection(conn_id)
 
-    def _extract_auth(self, connection: Any) -> Any:
-        return self._auth()
-
-    def _configure_session_from_extra(
-        self, session: requests.Session, connection: Any, extra_options: dict[str, Any]
+    def get_conn(
+        self, headers: dict[Any, Any] | None = None, extra_options: dict[str, Any] | None = None
     ) -> requests.Session:
-        session = super()._configure_session_from_extra(session, connection, extra_options)
+        """``HttpHook``'s session, with Ozon's auth and without the client's tuning as headers."""
+        session = super().get_conn(headers, extra_options)
         for key in _NOT_HEADERS:
             session.headers.pop(key, None)
+        session.auth = self._auth()
         return session
 
-    def _set_base_url(self, connection: Any) -> None:
-        super()._set_base_url(connection)
-        if not connection.schema and connection.host and "://" not in connection.host:
-            self.base_url = "https://" + self.base_url.removeprefix("http://")  # Ozon is HTTPS only
+    def base_url_of(self, connection: Any) -> str:
+        """The connection's base URL: its host (a URL, or a bare host meaning ``https://``), port."""
+        host = str(connection.host or self.default_host).rstrip("/")
+        url = host if "://" in host else f"{connection.schema or 'https'}://{host}"
+        return f"{url}:{connection.port}" if connection.port else url
 
     def _where(self) -> str:
         return f"connection {self.ozon_conn_id!r}"
@@ -133,9 +135,8 @@ class OzonHook(HttpHook):
         if self._client is not None:
             return self._client
         auth = self._auth()
-        self._set_base_url(self.connection)
         self._client = OzonClient(
-            self.base_url.rstrip("/"),
+            self.base_url_of(self.connection),
             auth.client_id,
             api_key=auth._api_key,
             token=auth._token,

@@ -370,6 +370,8 @@ def per_source(sources: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
                 "as_of": None,
                 "rows": None,
                 "rejects": 0,
+                "error": None,
+                "field": None,
                 "methods": {},
             },
         )
@@ -384,6 +386,8 @@ def per_source(sources: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             rows=report.get("rows_valid"),
             rejects=report.get("rejects", 0),
         )
+        if error := report.get("error"):  # why the source failed (its fetch's words)
+            entry(source).update(error=error.get("summary") or error.get("message"), field=error.get("field"))
         for path, figures in (report.get("requests") or {}).items():
             figures = figures or {}
             key = (path, figures.get("first_at"))
@@ -541,6 +545,9 @@ def account_detail(
         }
     out["by_source"] = by_source
     out["requests"] = _totals(by_source)
+    causes = [f"{source}: {figures['error']}" for source, figures in by_source.items() if figures["error"]]
+    if entry.status == "degraded" and causes:
+        out["reason"] = f"{'; '.join(causes)}; kept the last good rows"
     out["runs"] = [
         {
             "run_id": run_id,

@@ -140,3 +140,28 @@ def test_wrong_key_fails_test_connection_without_leaking_it(monkeypatch, simulat
     set_conn(monkeypatch, host=simulator.url, login=CLIENT_ID, password="wrong-" + API_KEY)
     ok, message = OzonHook("ozon_test").test_connection()
     assert not ok and "Invalid Api-Key" in message and API_KEY not in message
+
+
+def test_the_hook_uses_only_http_hooks_public_api():
+    """No private member of HttpHook (or BaseHook) is overridden or called: an upgrade of the
+    providers-http package that renames one cannot break the hook silently."""
+    import inspect
+    import re
+
+    from airflow.providers.http.hooks.http import HttpHook
+
+    from ozon_inventory.hooks import ozon
+
+    inherited = {name for klass in HttpHook.__mro__ for name in vars(klass) if name.startswith("_")}
+    inherited -= {name for name in inherited if name.startswith("__") and name.endswith("__")}
+    overridden = {name for name in vars(OzonHook) if name in inherited}
+    called = set(re.findall(r"\.(_[a-z]\w*)", inspect.getsource(ozon))) & inherited
+    assert not overridden and not called, (overridden, called)
+
+
+def test_the_session_carries_ozons_auth_not_basic_auth(monkeypatch, simulator):
+    set_conn(monkeypatch, host=simulator.url, login=CLIENT_ID, password=API_KEY, extra={"workers": 2})
+    session = OzonHook("ozon_test").get_conn()
+    prepared = session.prepare_request(requests.Request("POST", simulator.url + V4_STOCKS))
+    assert prepared.headers["Client-Id"] == CLIENT_ID and "Authorization" not in prepared.headers
+    assert "workers" not in prepared.headers

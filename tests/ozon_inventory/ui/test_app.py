@@ -182,6 +182,19 @@ def test_account_detail_chart_sources_and_reject_reasons(page, loaded):
     assert [r["run_id"] for r in detail["runs"]] == loaded.runs["acc_rejects"]
 
 
+def test_a_failed_source_shows_why_it_failed(page, loaded):
+    """The fetch's own words reach the page: the source's row and the account's reason name the
+    cause (here Ozon's 503 after the retries; for an answer whose shape changed, its field)."""
+    detail = page.json("/api/accounts/acc_degraded")
+    failed = detail["by_source"]["warehouse_stocks"]
+    assert failed["status"] == "missing" and "HTTP 503: Internal error" in failed["error"]
+    assert failed["field"] is None and detail["by_source"]["stocks"]["error"] is None
+    assert detail["reason"].startswith(
+        "warehouse_stocks: Ozon /v2/analytics/stock_on_warehouses failed after"
+    )
+    assert detail["reason"].endswith("kept the last good rows")
+
+
 def test_mismatches_and_unknown_account(page):
     assert page.json("/api/accounts/acc_ok/mismatches")["total"] == 0
     answer = page.get("/api/accounts/nobody")

@@ -392,7 +392,7 @@ function AccountDetail({ account, name, openRejects }) {
         h(
           "thead",
           null,
-          h("tr", null, ["source", "as of", "method", "fallback", "rows", "rejects", "requests", "429", "retries"].map((t) => h("th", { key: t, style: head }, t))),
+          h("tr", null, ["source", "as of", "method", "fallback", "rows", "rejects", "requests", "429", "retries", "problem"].map((t) => h("th", { key: t, style: head }, t))),
         ),
         h(
           "tbody",
@@ -413,6 +413,11 @@ function AccountDetail({ account, name, openRejects }) {
               h("td", { style: cell }, num(total("requests"))),
               h("td", { style: cell }, num(total("responses_429"))),
               h("td", { style: cell }, num(total("retries"))),
+              h(
+                "td",
+                { style: { ...cell, color: s.error ? COLORS.failed : MUTED, maxWidth: "420px" }, "data-testid": s.error ? "source-error" : undefined, "data-field": s.field || undefined },
+                s.error ? [s.field ? h("strong", { key: "f" }, `${s.field}: `) : null, s.error] : "—",
+              ),
             );
           }),
         ),
