@@ -2,7 +2,7 @@
 
 ``loaded`` runs the stages (simulator over HTTP → staging → validate → merge → load) for three
 accounts: ``acc_ok`` (two runs, the second after a stock change and a 429 from Ozon), ``acc_rejects``
-(a negative quantity from Ozon) and ``acc_degraded`` (both analytics methods down).
+(a negative quantity from Ozon) and ``acc_degraded`` (every warehouse-level method down).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from ozon_inventory.exceptions import OzonInventoryError
 from ozon_inventory.fetch import fetch_stocks, fetch_warehouse_stocks, fetch_warehouses
 from ozon_inventory.load import ensure_schema, load_run, previous_counts
 from ozon_inventory.merge import merge_run
+from ozon_inventory.methods import AUTO_ORDER
 from ozon_inventory.staging import StagingArea
 from ozon_inventory.ui.queries import AirflowFacts
 from ozon_inventory.validate import validate_run
@@ -97,7 +98,7 @@ def loaded(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             sync("acc_rejects", "20261120T110000Z")
             row.free_to_sell = kept
 
-            for method in ("/v2/analytics/stock_on_warehouses", "/v1/analytics/stocks"):
+            for method in AUTO_ORDER["warehouse_stocks"]:  # every warehouse-level method
                 sim.add_fault(Fault(method, "status", status=503, times=-1))
             sync("acc_degraded", "20261120T110000Z")
             sim.clear_faults()

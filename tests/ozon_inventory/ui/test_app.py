@@ -7,12 +7,14 @@ database that the real stages loaded (``conftest.loaded``) or from synthetic acc
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
+from ozon_inventory.methods import AUTO_ORDER
 from ozon_inventory.ui.queries import AirflowFacts
 from tests import clock
 from tests.ozon_inventory.ui.conftest import Page, new_database, token
@@ -189,9 +191,9 @@ def test_a_failed_source_shows_why_it_failed(page, loaded):
     failed = detail["by_source"]["warehouse_stocks"]
     assert failed["status"] == "missing" and "HTTP 503: Internal error" in failed["error"]
     assert failed["field"] is None and detail["by_source"]["stocks"]["error"] is None
-    assert detail["reason"].startswith(
-        "warehouse_stocks: Ozon /v2/analytics/stock_on_warehouses failed after"
-    )
+    # the last method the fetch tried (which one depends on when the breaker opened) and Ozon's words
+    assert re.match(r"warehouse_stocks: Ozon (/v\d/\S+) failed after \d attempts: HTTP 503", detail["reason"])
+    assert detail["reason"].split()[2] in AUTO_ORDER["warehouse_stocks"]
     assert detail["reason"].endswith("kept the last good rows")
 
 
