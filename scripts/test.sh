@@ -4,7 +4,7 @@
 #
 # OZON_TEST_CLOCK=+365d (a libfaketime offset: +30d, -2d, +1y ...) runs pytest with the wall clock of
 # every process it starts moved by that much - PostgreSQL, Airflow's components and Chromium
-# included - to show that no test depends on today's date. CI runs it once a year ahead.
+# included - to show that no test depends on today's date.
 source "$(dirname "$0")/env.sh"
 source "$ROOT/scripts/system_deps.sh"
 ruff check .
