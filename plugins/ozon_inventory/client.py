@@ -436,6 +436,8 @@ class OzonClient:
                 with attempt:
                     return self._attempt(method, payload, body, attempt.retry_state.attempt_number)
         except _Retryable as exc:
+            # the last attempt can be the very failure that declared the method down: then it is down
+            self.breaker.check(method.path)
             raise OzonTransientError(method.path, self.max_retries + 1, exc.cause, exc.status) from None
         raise AssertionError("unreachable")
 

@@ -28,7 +28,6 @@ from ozon_inventory.exceptions import (
     OzonRowsRepeated,
     OzonSchemaChanged,
     OzonSnapshotChanged,
-    OzonTransientError,
     StagingError,
 )
 from ozon_inventory.methods import V4_STOCKS, OzonMethod, Paging, method, plan
@@ -125,10 +124,8 @@ def _fetch_source(
                 check_pages,
                 prestage_dsn,
             )
-        except (OzonMethodUnavailable, OzonMethodDown, OzonTransientError) as exc:
-            # Retries that ran out count as the method being down when the breaker declared it down
-            # meanwhile: the last attempt of one request can be the failure that opened it.
-            if last or (isinstance(exc, OzonTransientError) and candidate.path not in client.breaker.down):
+        except (OzonMethodUnavailable, OzonMethodDown) as exc:
+            if last:
                 raise
             log.warning("%s; falling back to %s", exc, methods[position + 1].path)
     raise AssertionError("unreachable: a plan has at least one method")
