@@ -18,10 +18,8 @@ if [ -n "${OZON_TEST_CLOCK:-}" ]; then
     gcc -O2 -shared -fPIC -o "$waits" "$ROOT/scripts/faketime/waits.c"
   fi
   export LD_PRELOAD="$waits:$faketime_lib" FAKETIME="$OZON_TEST_CLOCK"
-  # Monotonic clocks stay real: Python and PostgreSQL compute deadlines of waits from them. With
-  # them real, libfaketime's "monotonic fix" (on by default with glibc) only distorts the timeouts
-  # of pthread_cond_timedwait: each of Chromium's cross-thread hand-offs then waits seconds, and a
-  # page that loads in 0.05 s took 5-8 s (docs/contributing.md, "Tests").
+  # Monotonic clocks stay real (Python and PostgreSQL time their waits by them), so libfaketime's
+  # monotonic fix has nothing to fix and is off: it made Chromium's waits late (docs/contributing.md, "Tests").
   export FAKETIME_DONT_FAKE_MONOTONIC=1 FAKETIME_FORCE_MONOTONIC_FIX=0
   echo "pytest with the clock moved by $OZON_TEST_CLOCK: $(date -u)" >&2
 fi
