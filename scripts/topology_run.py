@@ -43,7 +43,7 @@ The Airflow configuration is what a user deploys; nothing is tuned for speed bey
 - ``OZON_INVENTORY_SCHEDULE=manual``: a DAG setting, so unpausing starts no scheduled run beside the
   triggered ones. Retries are the DAG's production defaults (3, 60 s); staging is the default folder
   in ``AIRFLOW_HOME``; the connection ``ozon_default`` keeps the client's production defaults
-  (``rate_limit`` 50, ``headroom`` 0.95, 4 workers).
+  (``rate_limit`` 50, ``headroom`` 0.9, 4 workers).
 
 Each run is a trigger with no logical date (as the UI's Trigger button does). With ``--runs 2`` the
 second run is on the same catalogue (the no-change case); with ``--runs 3`` or more the simulator

@@ -8,8 +8,8 @@ lives in the target PostgreSQL that every worker already reaches, on the databas
 GCRA (a virtual scheduler): one row per (Client-Id, scope) holds ``tat``, the start of the next free
 slot; ``acquire`` is one atomic upsert (``include/sql/ratelimit.sql``, ``reserve``) that hands each
 caller its own slot, evenly spaced, never a burst. ``pause(s)`` moves ``tat`` for every holder (a
-429's ``Retry-After``). ``headroom`` (0.95) aims under the limit, because a request leaves a few
-milliseconds after its slot. Why this and not pyrate-limiter: docs/architecture.md, "The rate
+429's ``Retry-After``). ``headroom`` (0.9) aims under the limit, because a request reaches Ozon
+some milliseconds after its slot, not exactly then (at 0.95 a CI run saw 51 in one sliding second). Why this and not pyrate-limiter: docs/architecture.md, "The rate
 budget lives in PostgreSQL".
 
 One autocommit psycopg 3 connection per budget, reopened after a fork or an error; every call is
@@ -33,7 +33,7 @@ from ozon_inventory.sql import statements
 #: The scope of every method of a Client-Id.
 ALL = "*"
 DEFAULT_RATE = 50.0
-DEFAULT_HEADROOM = 0.95
+DEFAULT_HEADROOM = 0.9
 #: A slot's thread that wakes later than this share of an interval takes a new slot (see acquire).
 LATE_TOLERANCE = 0.5
 #: Seconds to connect to the budget database, and for any statement (or lock) there.

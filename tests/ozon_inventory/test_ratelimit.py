@@ -147,7 +147,7 @@ def test_budget_for_is_process_wide_per_client_id():
     assert isinstance(one, LocalBudget)
     assert budget_for("100200") is one
     assert budget_for("100201") is not one
-    assert one.intervals == {"*": pytest.approx(1 / 47.5)}  # 50/s at the default headroom 0.95
+    assert one.intervals == {"*": pytest.approx(1 / 45)}  # 50/s at the default headroom 0.9
     limited = budget_for("100200", 50, 1.0, LIMITS)
     assert isinstance(limited, LocalBudget)
     assert limited.intervals == {"*": pytest.approx(0.02), WAREHOUSE_LIST: pytest.approx(60.0)}
@@ -241,7 +241,7 @@ def run_processes(
 
 
 def test_four_processes_share_one_budget(pg_dsn):
-    """4 processes × 2 threads for 2 s at 50/s (default headroom 0.95: 47.5/s) against one PostgreSQL."""
+    """4 processes × 2 threads for 2 s at 50/s (default headroom 0.9: 45/s) against one PostgreSQL."""
     results = run_processes(_hammer, *[(pg_dsn, "100200", 2, 2.0)] * 4, barrier=True)
     sent = sorted(t for times in results for t in times)
     assert all(times for times in results)  # every process got its share
