@@ -98,6 +98,12 @@ with DAG(
             description="on: load a snapshot the shrink guard stopped; off: Variable "
             "ozon_inventory_allow_shrink decides (default off)",
         ),
+        "alert_stock_events": Param(
+            False,
+            type="boolean",
+            description="on: send a digest of the run's stock events (SKUs out of stock, back in stock) "
+            "through the alert channels; off: Variable ozon_inventory_alert_stock_events decides (default off)",
+        ),
         "warehouse_stock_method": _method_param(
             "warehouse_stock_method", "warehouse_stocks", "warehouse-level FBO stock"
         ),

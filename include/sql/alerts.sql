@@ -27,3 +27,9 @@ ON CONFLICT (account, kind) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, ra
 
 -- name: forget_others
 DELETE FROM ozon_alert_state WHERE account = %(account)s AND NOT (kind = ANY(%(kinds)s::text[]));
+
+-- name: run_events
+-- The run's stock events for the digest: how many of each kind, and the first few of them.
+SELECT kind, scope, sku, stock_type, warehouse_name, before, after, count(*) OVER (PARTITION BY kind) AS of_kind
+FROM ozon_stock_event WHERE account = %(account)s AND run_id = %(run_id)s
+ORDER BY kind DESC, sku, scope, stock_type, warehouse_name LIMIT %(limit)s;

@@ -149,6 +149,25 @@ SELECT count(*) FROM ozon_stock_by_type_history WHERE account = %(account)s AND 
 -- The diff's new keys: every other row of the run matched a current row.
 SELECT count(*) FROM diff_stock_by_type WHERE is_current AND NOT was_current;
 
+-- name: events_stock_by_type
+-- The run's stock events (schema.sql, version 5) from the diff, before close_ ends the rows it
+-- replaces: their old values are read by row address (a TID scan, under tid_plans), however large
+-- the history. An event is the amount available to sell (present - reserved) crossing 0.
+WITH replaced AS (
+    SELECT ctid AS row_ctid, greatest(present - reserved, 0) AS free
+    FROM ozon_stock_by_type_history
+    WHERE ctid = ANY (ARRAY(SELECT row_ctid FROM diff_stock_by_type WHERE was_current))
+      AND account = %(account)s AND valid_to IS NULL
+), moved AS (
+    SELECT d.sku, d.stock_type, d.shipment_type, coalesce(r.free, 0) AS before,
+           CASE WHEN d.is_current THEN greatest(d.present - d.reserved, 0) ELSE 0 END AS after
+    FROM diff_stock_by_type d LEFT JOIN replaced r ON r.row_ctid = d.row_ctid
+)
+INSERT INTO ozon_stock_event (account, run_id, at, scope, kind, sku, stock_type, shipment_type, before, after)
+SELECT %(account)s, %(run_id)s, %(as_of)s, 'type', CASE WHEN after > 0 THEN 'back_in_stock' ELSE 'out_of_stock' END,
+       sku, stock_type, shipment_type, before, after
+FROM moved WHERE (before > 0) <> (after > 0);
+
 -- name: close_stock_by_type
 -- The diff names the current rows it closes by their row address (ctid, stable within this
 -- transaction): a TID scan touches only them, however large the history has grown.
@@ -270,6 +289,25 @@ SELECT count(*) FROM ozon_stock_by_warehouse_history WHERE account = %(account)s
 -- The diff's new keys: every other row of the run matched a current row.
 SELECT count(*) FROM diff_stock_by_warehouse WHERE is_current AND NOT was_current;
 
+-- name: events_stock_by_warehouse
+-- As events_stock_by_type, for free to sell per Ozon warehouse (changed rows only: an id filled in
+-- place is no change of stock).
+WITH replaced AS (
+    SELECT ctid AS row_ctid, free_to_sell AS free
+    FROM ozon_stock_by_warehouse_history
+    WHERE ctid = ANY (ARRAY(SELECT row_ctid FROM diff_stock_by_warehouse WHERE changed AND was_current))
+      AND account = %(account)s AND valid_to IS NULL
+), moved AS (
+    SELECT d.sku, d.warehouse_name, coalesce(r.free, 0) AS before,
+           CASE WHEN d.is_current THEN d.free_to_sell ELSE 0 END AS after
+    FROM diff_stock_by_warehouse d LEFT JOIN replaced r ON r.row_ctid = d.row_ctid
+    WHERE d.changed
+)
+INSERT INTO ozon_stock_event (account, run_id, at, scope, kind, sku, warehouse_name, before, after)
+SELECT %(account)s, %(run_id)s, %(as_of)s, 'warehouse',
+       CASE WHEN after > 0 THEN 'back_in_stock' ELSE 'out_of_stock' END, sku, warehouse_name, before, after
+FROM moved WHERE (before > 0) <> (after > 0);
+
 -- name: close_stock_by_warehouse
 UPDATE ozon_stock_by_warehouse_history SET valid_to = %(as_of)s
 WHERE ctid = ANY (ARRAY(SELECT row_ctid FROM diff_stock_by_warehouse WHERE changed AND was_current))
@@ -353,6 +391,11 @@ DELETE FROM ozon_reject WHERE account = %(account)s AND run_id = %(run_id)s;
 -- name: insert_rejects
 INSERT INTO ozon_reject (account, run_id, source, reason, record)
 SELECT %(account)s, %(run_id)s, source, reason, record::jsonb FROM tmp_rejects;
+
+-- name: count_events
+-- The run's stock events per scope and kind (a repeated load of the run adds none: its diff is empty).
+SELECT scope, kind, count(*) FROM ozon_stock_event WHERE account = %(account)s AND run_id = %(run_id)s
+GROUP BY scope, kind;
 
 -- name: upsert_run
 -- One ledger row per account and run; the history figures add up over the run's loads.

@@ -171,6 +171,35 @@ BEGIN
 END
 $$;
 
+-- Version 5: stock events, derived by each load from the history it writes (load.sql, events_):
+-- a SKU's stock available to sell crossing 0, per stock type (present - reserved) and per Ozon
+-- warehouse (free to sell). ``before``/``after`` are that amount; a key new to the snapshot counts
+-- as 0 before, a key gone from it as 0 after. docs/data-model.md, "Stock events".
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM ozon_schema_version WHERE version = 5) THEN
+        CREATE TABLE IF NOT EXISTS ozon_stock_event (
+            id bigserial PRIMARY KEY,
+            account text NOT NULL,
+            run_id text NOT NULL,
+            at timestamptz NOT NULL,
+            scope text NOT NULL CHECK (scope IN ('type', 'warehouse')),
+            kind text NOT NULL CHECK (kind IN ('out_of_stock', 'back_in_stock')),
+            sku bigint NOT NULL,
+            stock_type text,
+            shipment_type text,
+            warehouse_name text,
+            before integer NOT NULL,
+            after integer NOT NULL,
+            CHECK ((scope = 'type') = (stock_type IS NOT NULL AND warehouse_name IS NULL))
+        );
+        CREATE INDEX IF NOT EXISTS ozon_stock_event_at ON ozon_stock_event (account, at DESC);
+        CREATE INDEX IF NOT EXISTS ozon_stock_event_run ON ozon_stock_event (account, run_id);
+        INSERT INTO ozon_schema_version (version) VALUES (5);
+    END IF;
+END
+$$;
+
 CREATE OR REPLACE VIEW ozon_stock_by_type AS
 SELECT account, product_id, sku, stock_type, shipment_type, present, reserved, valid_from AS changed_at,
        held_as_of

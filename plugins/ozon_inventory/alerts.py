@@ -35,7 +35,8 @@ class Alert:
     """One thing to tell; ``fingerprint`` is what makes it new (the same fingerprint is not re-sent)."""
 
     account: str
-    kind: str  # degraded, shrink_guard, key_expiring, key_expired, method_switched, drift, schema_changed
+    kind: str  # degraded, shrink_guard, key_expiring, key_expired, method_switched, drift, schema_changed,
+    # stock_events
     fingerprint: str
     subject: str
     text: str
@@ -144,6 +145,44 @@ def run_alerts(
                 )
             )
     return alerts
+
+
+#: The events a digest names one by one; the rest are counted (read.stock_events lists them all).
+DIGEST_EVENTS = 20
+
+
+def stock_events_digest(conn: Any, account: str, run_id: str) -> Alert | None:
+    """The run's stock events as one alert (``alert_stock_events`` on), or None when there are none.
+
+    Its fingerprint is the run: each run with events tells its own, a repeated report does not.
+    """
+    with conn.cursor() as cur:
+        cur.execute(
+            statements("alerts")["run_events"], {"account": account, "run_id": run_id, "limit": DIGEST_EVENTS}
+        )
+        rows = cur.fetchall()
+    conn.commit()
+    if not rows:
+        return None
+    totals = {kind: of_kind for kind, *_, of_kind in rows}
+    named = len(rows)
+    lines = []
+    for kind, scope, sku, stock_type, warehouse, before, after, _ in rows:
+        where = f"{stock_type}" if scope == "type" else f"warehouse {warehouse}"
+        lines.append(f"{kind.replace('_', ' ')}: SKU {sku} {where} ({before} → {after})")
+    more = sum(totals.values()) - named
+    counts = ", ".join(
+        f"{totals[k]} {k.replace('_', ' ')}" for k in ("out_of_stock", "back_in_stock") if k in totals
+    )
+    return Alert(
+        account,
+        "stock_events",
+        _digest(run_id),
+        f"Ozon inventory {account}: {counts}",
+        f"account {account}, run {run_id}: {counts} (available to sell crossing 0, per stock type and "
+        f"per Ozon warehouse). " + "; ".join(lines) + (f"; and {more} more" if more > 0 else "") + ". "
+        f"ozon_inventory.read.stock_events({account!r}, run_id={run_id!r}) lists them all.",
+    )
 
 
 def new_alerts(conn: Any, account: str, alerts: Iterable[Alert]) -> list[Alert]:

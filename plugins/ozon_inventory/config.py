@@ -64,6 +64,7 @@ DEFAULTS: dict[str, Any] = {
     "key_warn_days": 14,
     "alert_email": None,
     "alert_notifier": None,
+    "alert_stock_events": False,
 }
 
 
@@ -236,14 +237,22 @@ class RunSettings:
             raise ConfigError(f"{self.where('shrink_threshold')} must be in [0, 1), got {threshold}")
         return threshold
 
-    @cached_property
-    def allow_shrink(self) -> bool:
-        value, where = self._resolve("allow_shrink")
+    def _flag(self, name: str) -> bool:
+        value, where = self._resolve(name)
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
             return value.strip().lower() in _TRUE
         raise ConfigError(f"{where} must be true or false, got {value!r}")
+
+    @cached_property
+    def allow_shrink(self) -> bool:
+        return self._flag("allow_shrink")
+
+    @cached_property
+    def alert_stock_events(self) -> bool:
+        """Send a digest of the run's stock events (out of / back in stock) through the alert channels."""
+        return self._flag("alert_stock_events")
 
     @cached_property
     def warehouse_stock_method(self) -> str:

@@ -41,6 +41,10 @@ from ozon_inventory.validate import LoadedState, SourceReport, ValidationReport
 
 log = logging.getLogger(__name__)
 
+#: What ``ozon_stock_event`` holds: the amount available to sell crossing 0, per stock type or warehouse.
+EVENT_SCOPES = ("type", "warehouse")
+EVENT_KINDS = ("out_of_stock", "back_in_stock")
+
 _COPY_CHUNK = 1 << 20
 #: the last chunk's diff takes 50 ms; a differ this far behind is slower than the load's own diff
 _DIFF_WAIT_S = 10.0
@@ -79,6 +83,8 @@ class LoadResult:
     rejects: int = 0
     mismatches: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    #: the run's stock events per scope and kind (``EVENT_SCOPES`` × ``EVENT_KINDS``, zeros included)
+    events: dict[str, dict[str, int]] = field(default_factory=dict)
     duration_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -142,6 +148,7 @@ def load_run(
         _load_rejects(cur, sql, staging, base)
         result.status = "degraded" if result.degraded else ("stale" if not result.applied else "complete")
         result.counts = _counts(cur, sql, base)
+        result.events = _events(cur, sql, base)
         result.duration_s = round(time.monotonic() - started, 3)
         _record_run(cur, sql, base, staging.run_key, report, result, durations or {})
     _log_result(result)
@@ -722,6 +729,8 @@ def _apply_history(
             cur.execute(sql[f"confirm_{name}"], params)
         _make_diff(cur, sql, name, params, rows)
     cur.execute(sql["tid_plans"])  # close by the row addresses the diff found: no scan of the history
+    if f"events_{name}" in sql:  # before close_: the rows it replaces still hold their old values
+        cur.execute(sql[f"events_{name}"], params)
     cur.execute(sql[f"close_{name}"], params)
     result.history_closed += cur.rowcount
     cur.execute(sql["scan_plans"])
@@ -767,6 +776,15 @@ def _counts(cur: Any, sql: dict[str, str], base: dict[str, Any]) -> dict[str, in
     cur.execute(sql["count_warehouses"], base)
     counts.update(zip((column.name for column in cur.description), cur.fetchone(), strict=True))
     return counts
+
+
+def _events(cur: Any, sql: dict[str, str], base: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """The run's stock events per scope and kind, zeros included (what the asset event carries)."""
+    events = {scope: dict.fromkeys(EVENT_KINDS, 0) for scope in EVENT_SCOPES}
+    cur.execute(sql["count_events"], base)
+    for scope, kind, count in cur.fetchall():
+        events[scope][kind] = count
+    return events
 
 
 def _record_run(

@@ -6,6 +6,7 @@
     read.stock_at("2026-11-20T12:00Z", "ozon_default")     # as it was at a time (by type, or by="warehouse")
     read.sku_history("ozon_default", 1234567)              # every change of one SKU, both tables
     read.runs("ozon_default"), read.rejects("ozon_default", run_id=…)
+    read.stock_events("ozon_default", since="2026-11-20")  # SKUs out of / back in stock, newest first
 
 Each function opens the target database through ``PostgresHook`` (connection ``ozon_postgres``, or
 ``conn_id=``, or the Variable ``ozon_inventory_postgres_conn_id``) and returns nullable pandas
@@ -82,6 +83,11 @@ def frame(sql: str, params: Mapping[str, Any] | None = None, conn_id: str | None
         else:
             data[column.name] = pd.Series(values, dtype=object)
     return pd.DataFrame(data, columns=[c.name for c in columns])
+
+
+def _moment(since: datetime | str | None) -> datetime | None:
+    """An ISO time (``Z`` allowed) or a datetime, as the queries' ``%(since)s``."""
+    return datetime.fromisoformat(since.replace("Z", "+00:00")) if isinstance(since, str) else since
 
 
 def _account_filter(alias: str, account: str | None) -> str:
@@ -173,12 +179,11 @@ def runs(
 ) -> pd.DataFrame:
     """The run ledger, newest first: status, degraded, missing / applied / stale sources, counts,
     rejects, mismatches, history rows opened and closed (``sources`` and ``durations`` as dicts)."""
-    moment = datetime.fromisoformat(since.replace("Z", "+00:00")) if isinstance(since, str) else since
     return frame(
         f"""SELECT r.* FROM ozon_sync_run r
             WHERE {_account_filter("r", account)} AND (%(since)s::timestamptz IS NULL OR r.loaded_at >= %(since)s)
             ORDER BY r.loaded_at DESC LIMIT %(limit)s""",
-        {"account": account, "since": moment, "limit": int(limit)},
+        {"account": account, "since": _moment(since), "limit": int(limit)},
         conn_id,
     )
 
@@ -197,5 +202,32 @@ def rejects(
             WHERE {_account_filter("j", account)} AND (%(run_id)s::text IS NULL OR j.run_id = %(run_id)s)
             ORDER BY j.id LIMIT %(limit)s""",
         {"account": account, "run_id": run_id, "limit": int(limit)},
+        conn_id,
+    )
+
+
+def stock_events(
+    account: str | None = None,
+    *,
+    since: datetime | str | None = None,
+    run_id: str | None = None,
+    kind: Literal["out_of_stock", "back_in_stock"] | None = None,
+    limit: int = 10_000,
+    conn_id: str | None = None,
+) -> pd.DataFrame:
+    """Stock events, newest first: a SKU's stock available to sell crossing 0 per stock type
+    (``scope`` ``type``: present - reserved; ``stock_type``, ``shipment_type``) or per Ozon warehouse
+    (``scope`` ``warehouse``: free to sell; ``warehouse_name``), with ``before`` and ``after`` and
+    the as-of time ``at`` of the load that saw it."""
+    return frame(
+        f"""SELECT e.account, e.run_id, e.at, e.scope, e.kind, e.sku, e.stock_type, e.shipment_type,
+                   e.warehouse_name, e.before, e.after
+            FROM ozon_stock_event e
+            WHERE {_account_filter("e", account)}
+              AND (%(since)s::timestamptz IS NULL OR e.at >= %(since)s)
+              AND (%(run_id)s::text IS NULL OR e.run_id = %(run_id)s)
+              AND (%(kind)s::text IS NULL OR e.kind = %(kind)s)
+            ORDER BY e.at DESC, e.id DESC LIMIT %(limit)s""",
+        {"account": account, "since": _moment(since), "run_id": run_id, "kind": kind, "limit": int(limit)},
         conn_id,
     )

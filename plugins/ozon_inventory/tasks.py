@@ -118,6 +118,7 @@ DEFERRING_PARAMS: dict[str, Any] = {
     "warehouse_stock_method": "auto",
     "warehouse_list_method": "auto",
     "allow_shrink": False,
+    "alert_stock_events": False,
 }
 
 
@@ -352,6 +353,7 @@ def load(account: str) -> dict[str, Any]:
             freed["bytes"],
         )
     if result.applied:  # fresh stock: tell downstream DAGs (nothing applied, nothing to tell)
+        events: dict[str, Any] = result.events  # out_of_stock / back_in_stock per type and warehouse
         with _after_commit(account, "adding the asset event"):
             context["outlet_events"][STOCK_ALIAS].add(
                 stock_asset(account),
@@ -365,6 +367,7 @@ def load(account: str) -> dict[str, Any]:
                     "as_of": {s: report.sources[s].as_of for s in result.applied},
                     "products": result.counts.get("products", 0),
                     "warehouse_rows": result.counts.get("warehouse_rows", 0),
+                    "events": events,
                 },
             )
     return result.as_dict()
@@ -518,6 +521,9 @@ def _raise_alerts(
                 warn_days=settings.key_warn_days,
                 conn_id=account,
             )
+            if result and settings.alert_stock_events:
+                digest = alerts.stock_events_digest(conn, account, context["dag_run"].run_id)
+                candidates += [digest] if digest else []
             fresh = alerts.new_alerts(conn, account, candidates)
     except Exception as exc:  # noqa: BLE001 - the run's own outcome below must not be masked
         log.error("account %s: could not work out this run's alerts: %s", account, exc)
