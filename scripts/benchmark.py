@@ -35,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 
+from ozon_inventory.ratelimit import DEFAULT_HEADROOM  # noqa: E402 - after the path is set
 from ozon_inventory.sources import PRODUCTS, REGISTRY  # noqa: E402 - after the path is set
 
 CLIENT_ID, API_KEY = "100200", "sim-api-key"
@@ -526,7 +527,9 @@ def citizenship(url: str, staging: str, dsn: str, args: argparse.Namespace) -> d
         "responses_429": seen["responses_429"],
         "budget_per_s": args.rate,
         "rate_per_s": round(rate, 2),
-        "rate_vs_budget": round(rate / args.rate, 3),
+        # against what the client aims at: Ozon's limit × the rate budget's headroom
+        "client_budget_per_s": round(args.rate * DEFAULT_HEADROOM, 2),
+        "rate_vs_budget": round(rate / (args.rate * DEFAULT_HEADROOM), 3),
     }
 
 
@@ -654,7 +657,8 @@ def _report(results: dict, args: argparse.Namespace, out: list[str]) -> None:
     out.append(
         f"citizenship: {c['processes']} fetch processes of 2 accounts on one Client-Id: {c['requests']} requests, "
         f"peak {c['peak_requests_per_1s']} in 1 s (limit {c['budget_per_s']:g}), {c['responses_429']} × 429, "
-        f"rate {c['rate_per_s']:.1f}/s = {c['rate_vs_budget']:.0%} of the budget (target ≥ 90%)"
+        f"rate {c['rate_per_s']:.1f}/s = {c['rate_vs_budget']:.0%} of the client's {c['client_budget_per_s']:g}/s "
+        "(target ≥ 90%)"
     )
     peak = max(fig["peak_rss_mb"] for run in results["runs"] for fig in run["stages"].values())
     results["peak_rss_mb"] = peak

