@@ -170,6 +170,33 @@ class Catalogue:
     def product_of_sku(self, sku: int) -> Product | None:
         return self._by_sku.get(sku)
 
+    def seller_stocks(self, warehouse_id: int) -> list[tuple[Product, Stock, int, int]]:
+        """The stock in one of the seller's own warehouses (``/v1/product/info/warehouse/stocks``):
+        ``(product, v4 stock, present, reserved)`` per SKU, in answer order (by SKU).
+
+        v4's ``fbs`` totals are split over the seller's FBS warehouses and ``rfbs`` over the rFBS
+        ones, evenly, the remainder going to the warehouses from the SKU's turn on, so that per
+        SKU and type the warehouses always add up to v4's figures, however the stock changes.
+        """
+        warehouse = next((w for w in self.seller_warehouses if w.warehouse_id == warehouse_id), None)
+        if warehouse is None:
+            return []
+        kind = "rfbs" if warehouse.is_rfbs else "fbs"
+        peers = [w.warehouse_id for w in self.seller_warehouses if w.is_rfbs == warehouse.is_rfbs]
+        place = peers.index(warehouse_id)
+        out = []
+        for product in self.products:
+            for s in product.stocks:
+                if s.type != kind:
+                    continue
+                turn = (place - s.sku) % len(peers)  # this warehouse's turn for the SKU's remainder
+                present = s.present // len(peers) + (turn < s.present % len(peers))
+                reserved = s.reserved // len(peers) + (turn < s.reserved % len(peers))
+                if present or reserved:
+                    out.append((product, s, present, reserved))
+        out.sort(key=lambda entry: entry[1].sku)
+        return out
+
     def fbo_stock(self, sku: int) -> Stock | None:
         product = self._by_sku.get(sku)
         if product is None:

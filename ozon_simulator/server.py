@@ -1,7 +1,8 @@
 """An offline Ozon Seller API: the stock and warehouse methods, as the project's API notes document them.
 
 Methods: ``/v4/product/info/stocks``, ``/v2/analytics/stock_on_warehouses``, ``/v1/analytics/stocks``,
-``/v1/product/info/stocks-by-warehouse/fbo``, ``/v1/warehouse/list``, ``/v2/warehouse/list`` and
+``/v1/product/info/stocks-by-warehouse/fbo``, ``/v1/warehouse/list``, ``/v2/warehouse/list``,
+``/v1/product/info/warehouse/stocks`` (the stock of each FBS/rFBS warehouse of the seller) and
 ``/v1/roles``. It answers on 127.0.0.1 over real HTTP/1.1 (keep-alive), with Ozon's auth checks
 (Api-Key or OAuth Bearer token, key expiry) and error bodies, requests read as Ozon's gateway reads
 them (``ozon_simulator.body``: null is "not sent", Ozon's error wording), per-Client-Id rate limits
@@ -47,6 +48,7 @@ V1_WAREHOUSE_LIST = "/v1/warehouse/list"
 V2_WAREHOUSE_LIST = "/v2/warehouse/list"
 V1_FBO_BY_WAREHOUSE = "/v1/product/info/stocks-by-warehouse/fbo"
 V1_ROLES = "/v1/roles"
+V1_WAREHOUSE_STOCKS = "/v1/product/info/warehouse/stocks"
 #: The stock and warehouse methods a key can be given roles for.
 STOCK_METHODS = (
     V4_STOCKS,
@@ -55,6 +57,7 @@ STOCK_METHODS = (
     V1_FBO_BY_WAREHOUSE,
     V1_WAREHOUSE_LIST,
     V2_WAREHOUSE_LIST,
+    V1_WAREHOUSE_STOCKS,
 )
 METHODS = (*STOCK_METHODS, V1_ROLES)
 
@@ -552,6 +555,8 @@ class OzonSimulator:
             return self.warehouse_list_v1(catalogue, body)
         if method == V2_WAREHOUSE_LIST:
             return self.warehouse_list_v2(catalogue, body)
+        if method == V1_WAREHOUSE_STOCKS:
+            return self.seller_warehouse_stocks(catalogue, body)
         raise ApiError(404, 5, "Not Found")
 
     # -- methods -------------------------------------------------------------------------------
@@ -829,6 +834,45 @@ class OzonSimulator:
             "cursor": _encode_cursor(end, catalogue.version) if has_next else "",
             "has_next": has_next,
             "warehouses": [_warehouse_v2(w) for w in page],
+        }
+
+    def seller_warehouse_stocks(self, catalogue: Catalogue, body: dict[str, Any]) -> dict[str, Any]:
+        """``/v1/product/info/warehouse/stocks``: the stock of one FBS/rFBS warehouse of the seller.
+
+        EN-2026-04's schema (RU-2025-08 lacks the method): ``limit`` 1–1000 and ``warehouse_id``
+        required, cursor paging with ``has_next`` (the cursor is "" once it is false). Per SKU, the
+        seller's warehouses of a kind add up to v4's ``fbs`` / ``rfbs`` figures
+        (``Catalogue.seller_stocks``); a SKU with nothing there is not listed. An id that is not one
+        of the seller's warehouses is refused as Ozon refuses an unknown id (code 5, 404).
+        """
+        req = Body(body, "ProductInfoWarehouseStocksRequest")
+        limit = req.int("limit", 0, 1, 1000)
+        warehouse_id = req.int("warehouse_id", 0, low=1)
+        cursor = req.string("cursor")
+        offset = _decode_cursor(cursor) if cursor else 0
+        if not any(w.warehouse_id == warehouse_id for w in catalogue.seller_warehouses):
+            raise ApiError(404, 5, "warehouse not found")
+        entries = catalogue.seller_stocks(warehouse_id)
+        page = entries[offset : offset + limit]
+        end = offset + len(page)
+        has_next = end < len(entries)
+        updated = rfc3339(datetime.now(UTC).replace(microsecond=0))
+        return {
+            "cursor": _encode_cursor(end, catalogue.version) if has_next else "",
+            "has_next": has_next,
+            "stocks": [
+                {
+                    "sku": s.sku,
+                    "product_id": product.product_id,
+                    "offer_id": product.offer_id,
+                    "warehouse_id": warehouse_id,
+                    "present": present,
+                    "reserved": reserved,
+                    "free_stock": max(present - reserved, 0),
+                    "updated_at": updated,
+                }
+                for product, s, present, reserved in page
+            ],
         }
 
 

@@ -17,6 +17,8 @@ Deliberate deviations, kept on purpose:
   24 Sep 2026 (News of the RU-2026-10 document, API.md §1). It is served beside ``total``.
 - ``/v1/product/info/stocks-by-warehouse/fbo`` is in neither document (added 2 Jul 2026); its
   shape is checked in test_fbo_by_warehouse.py.
+- ``/v1/product/info/warehouse/stocks`` is only in EN-2026-04 (RU-2025-08 predates it); how its
+  warehouses add up to v4 is checked in test_seller_warehouse_stocks.py.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ WL1 = "/v1/warehouse/list"
 WL2 = "/v2/warehouse/list"
 ROLES = "/v1/roles"
 FBO = "/v1/product/info/stocks-by-warehouse/fbo"
-METHODS = (V4, SOW, ANALYTICS, WL1, WL2, ROLES)
+SELLER = "/v1/product/info/warehouse/stocks"
+METHODS = (V4, SOW, ANALYTICS, WL1, WL2, ROLES, SELLER)
 
 #: Fields Ozon added after both stored documents (known from its later News, see the docstring).
 NEWER_FIELDS = {V4: {"total_items"}}
@@ -56,12 +59,14 @@ ROWS = {
     WL1: lambda d: d["result"],
     WL2: lambda d: d["warehouses"],
     ROLES: lambda d: d["roles"],
+    SELLER: lambda d: d["stocks"],
 }
 
 
 def full_request(method: str, sim) -> dict:
     """A request that sends every field the documents define for the method (neutral values)."""
-    skus = [str(r.sku) for r in sim.accounts[CLIENT_ID].catalogue.rows[:100]]
+    catalogue = sim.accounts[CLIENT_ID].catalogue
+    skus = [str(r.sku) for r in catalogue.rows[:100]]
     return copy.deepcopy(
         {
             V4: {
@@ -87,6 +92,7 @@ def full_request(method: str, sim) -> dict:
             WL2: {"cursor": "", "limit": 200, "warehouse_ids": []},
             ROLES: {},
             FBO: {"cursor": "", "limit": 100, "offer_ids": [], "skus": []},
+            SELLER: {"cursor": "", "limit": 100, "warehouse_id": catalogue.seller_warehouses[0].warehouse_id},
         }[method]
     )
 
@@ -120,6 +126,7 @@ def test_every_method_is_in_some_document():
     for method in METHODS:
         assert documents_with(method), method
     assert documents_with(WL2) == ["EN-2026-04"]  # RU-2025-08 predates /v2/warehouse/list
+    assert documents_with(SELLER) == ["EN-2026-04"]
 
 
 @pytest.mark.parametrize(("document", "method"), [(d, m) for m in METHODS for d in documents_with(m)])
@@ -167,6 +174,7 @@ OPTIONAL = {
     WL1: ["offset"],
     WL2: ["cursor", "warehouse_ids"],
     FBO: ["cursor", "offer_ids", "skus"],
+    SELLER: ["cursor"],
 }
 
 
@@ -272,6 +280,16 @@ BAD = [
     ),
     (WL2, {"limit": 0}, "invalid WarehouseListV2Request.Limit: value must be inside range [1, 200]"),
     (WL2, {"limit": 10, "cursor": 5}, "proto: invalid value for string field cursor: 5"),
+    (
+        SELLER,
+        {"warehouse_id": 1},
+        "invalid ProductInfoWarehouseStocksRequest.Limit: value must be inside range [1, 1000]",
+    ),
+    (
+        SELLER,
+        {"limit": 10},
+        "invalid ProductInfoWarehouseStocksRequest.WarehouseId: value must be greater than or equal to 1",
+    ),
 ]
 
 
