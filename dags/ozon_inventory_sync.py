@@ -4,7 +4,8 @@
 Keeps each Ozon seller account's stock in PostgreSQL: per product, per fulfilment type
 (fbo/fbs/rfbs/fbp) and per Ozon warehouse, with history of every change.
 
-Per account (mapped over the `accounts` param / `ozon_inventory_accounts` Variable):
+First `migrate` brings the target database's schema to this code's version (once per version).
+Then per account (mapped over the `accounts` param / `ozon_inventory_accounts` Variable):
 `fetch_stocks`, `fetch_warehouse_stocks`, `fetch_warehouses` → `validate` → `merge` → `load` → `report`.
 
 - Raw Ozon answers are staged per account and run; XCom carries only manifests.
@@ -36,6 +37,7 @@ from ozon_inventory.tasks import (
     fetch_warehouses,
     load,
     merge,
+    migrate,
     report,
     validate,
 )
@@ -79,6 +81,12 @@ with DAG(
             type=["null", "string"],
             description="target PostgreSQL connection id; empty: Variable ozon_inventory_postgres_conn_id, "
             "else ozon_postgres",
+        ),
+        "migrate_conn_id": Param(
+            None,
+            type=["null", "string"],
+            description="connection the migrate task changes the schema through (its owner); empty: Variable "
+            "ozon_inventory_migrate_conn_id, else the postgres_conn_id",
         ),
         "staging": Param(
             None,
@@ -139,4 +147,4 @@ with DAG(
         fetched >> checked >> merge(account) >> loaded
         [*fetched, loaded] >> report(account)
 
-    account_sync.expand(account=accounts())
+    migrate() >> account_sync.expand(account=accounts())

@@ -78,13 +78,14 @@ def run_stage(args: argparse.Namespace) -> dict:
     else:
         import psycopg
 
-        from ozon_inventory.load import ensure_schema, load_run, previous_counts
+        from ozon_inventory.load import load_run, previous_counts
         from ozon_inventory.merge import merge_run
+        from ozon_inventory.schema import migrate
         from ozon_inventory.validate import ValidationReport, validate_run
 
         with psycopg.connect(args.dsn) as conn:
             if args.stage == "validate":
-                ensure_schema(conn)
+                migrate(conn)
                 report = validate_run(staging, previous_counts(conn, "bench"))
                 figures = {
                     "rows": sum(r.rows_in for r in report.sources.values()),

@@ -78,17 +78,41 @@ def pg_server():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture
-def pg_dsn(pg_server):
-    """A fresh, empty database per test; its DSN."""
+def _new_database(pg_server, template: str = "template1") -> str:
     import uuid
 
     import psycopg
 
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_server.dsn, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     return f"postgresql://{pg_server.user}@127.0.0.1:{pg_server.port}/{name}"
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server):
+    """A database at the current schema version, which each ``pg_dsn`` database is copied from: the
+    DAG's migrate task would have made it so before any task used it."""
+    import psycopg
+
+    from ozon_inventory.schema import migrate
+
+    dsn = _new_database(pg_server)
+    with psycopg.connect(dsn) as conn:
+        migrate(conn)
+    return dsn.rpartition("/")[2]
+
+
+@pytest.fixture
+def pg_dsn(pg_server, pg_template):
+    """A fresh database per test, at the current schema version and holding no rows; its DSN."""
+    return _new_database(pg_server, pg_template)
+
+
+@pytest.fixture
+def pg_empty_dsn(pg_server):
+    """A fresh, empty database per test (no schema): what a first migration starts from; its DSN."""
+    return _new_database(pg_server)
 
 
 @pytest.fixture

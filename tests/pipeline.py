@@ -11,8 +11,9 @@ from typing import Any
 
 from ozon_inventory.client import OzonClient
 from ozon_inventory.fetch import fetch_stocks, fetch_warehouse_stocks, fetch_warehouses
-from ozon_inventory.load import ensure_schema, load_run, previous_counts
+from ozon_inventory.load import load_run, previous_counts
 from ozon_inventory.merge import merge_run
+from ozon_inventory.schema import migrate
 from ozon_inventory.staging import StagingArea
 from ozon_inventory.validate import validate_run
 
@@ -40,7 +41,7 @@ def sync_account(
     timed("fetch_stocks", fetch_stocks, client, staging)
     timed("fetch_warehouse_stocks", fetch_warehouse_stocks, client, staging, warehouse_stock_method)
     timed("fetch_warehouses", fetch_warehouses, client, staging, warehouse_list_method)
-    ensure_schema(conn)
+    migrate(conn)
     report = timed(
         "validate",
         validate_run,

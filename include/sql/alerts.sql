@@ -1,20 +1,6 @@
 -- What was last alerted per account and kind (plugins/ozon_inventory/alerts.py): an alert is sent
 -- when its fingerprint differs from the stored one, so a condition that lasts is told once.
 
--- name: create_lock
--- Several processes create the table at once on first use: one at a time (a plain IF NOT EXISTS
--- can still fail on the type catalogue's unique index).
-SELECT pg_advisory_xact_lock(hashtext('ozon_inventory:alerts:create'));
-
--- name: create
-CREATE TABLE IF NOT EXISTS ozon_alert_state (
-    account text NOT NULL,
-    kind text NOT NULL,
-    fingerprint text NOT NULL,
-    raised_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (account, kind)
-);
-
 -- name: lock_account
 SELECT pg_advisory_xact_lock(hashtext('ozon_inventory:alerts:' || %(account)s));
 

@@ -2,20 +2,6 @@
 -- /v1/roles at most once a day per account, kept here for every worker and copied into the run
 -- ledger by the load. Times are the database's.
 
--- name: create_lock
--- Several processes create the table at once on first use: one at a time (a plain IF NOT EXISTS
--- can still fail on the type catalogue's unique index).
-SELECT pg_advisory_xact_lock(hashtext('ozon_inventory:keys:create'));
-
--- name: create
-CREATE TABLE IF NOT EXISTS ozon_account_key (
-    account text PRIMARY KEY,
-    client_id text NOT NULL,
-    expires_at timestamptz,          -- NULL: Ozon gave none (an OAuth token, an old key)
-    checked_at timestamptz NOT NULL,
-    roles text[] NOT NULL DEFAULT '{}'
-);
-
 -- name: lock_account
 -- The fetch tasks of one account start together: one of them asks Ozon, the others wait and read.
 SELECT pg_advisory_xact_lock(hashtext('ozon_inventory:key:' || %(account)s));

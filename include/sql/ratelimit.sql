@@ -3,19 +3,8 @@
 -- (client_id, scope), scope '*' for all methods or a method path with its own limit; `tat` is the
 -- start of the next free request slot. Reserving a slot is one atomic upsert (the row lock orders
 -- concurrent callers); the caller sleeps until its slot. A pause pushes '*' forward.
--- UNLOGGED: the rows are a few seconds of schedule, worthless after a crash (and then recreated).
+-- UNLOGGED (include/sql/schema.sql): a few seconds of schedule, which a crash empties.
 -- Parameters: %(client_id)s, %(scope)s, %(interval)s and %(seconds)s in seconds (float).
-
--- name: create_lock
-SELECT pg_advisory_xact_lock(hashtext('ozon_inventory:rate_budget'));
-
--- name: create
-CREATE UNLOGGED TABLE IF NOT EXISTS ozon_rate_budget (
-    client_id text NOT NULL,
-    scope text NOT NULL,
-    tat timestamptz NOT NULL,
-    PRIMARY KEY (client_id, scope)
-);
 
 -- name: session
 -- Bounds on every statement of the budget's connection, so a stuck database fails the fetch.

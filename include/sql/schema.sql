@@ -1,5 +1,8 @@
--- ozon-inventory schema. Idempotent: safe to run on every load (CREATE … IF NOT EXISTS,
--- CREATE OR REPLACE VIEW); later versions add ALTERs below guarded the same way.
+-- ozon-inventory schema, version 6 (ozon_inventory.schema.SCHEMA_VERSION). Run only to migrate: by
+-- the DAG's `migrate` task when the database is at an older version (ozon_inventory/schema.py), or
+-- by a DBA as the schema's owner (`psql -f include/sql/schema.sql`). Idempotent (CREATE … IF NOT
+-- EXISTS, CREATE OR REPLACE VIEW, each later version's changes guarded by its row in
+-- ozon_schema_version). The load path never runs it: its DDL takes locks that would queue readers.
 
 CREATE TABLE IF NOT EXISTS ozon_schema_version (
     version integer PRIMARY KEY,
@@ -196,6 +199,38 @@ BEGIN
         CREATE INDEX IF NOT EXISTS ozon_stock_event_at ON ozon_stock_event (account, at DESC);
         CREATE INDEX IF NOT EXISTS ozon_stock_event_run ON ozon_stock_event (account, run_id);
         INSERT INTO ozon_schema_version (version) VALUES (5);
+    END IF;
+END
+$$;
+
+-- Version 6: the tables the fetch and report tasks used to create on first use, so that no task
+-- but the migration needs CREATE: the rate budget of each Client-Id (include/sql/ratelimit.sql;
+-- UNLOGGED: a few seconds of schedule, worthless after a crash), each account's Api-Key expiry
+-- (keys.sql) and what was last alerted (alerts.sql).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM ozon_schema_version WHERE version = 6) THEN
+        CREATE UNLOGGED TABLE IF NOT EXISTS ozon_rate_budget (
+            client_id text NOT NULL,
+            scope text NOT NULL,
+            tat timestamptz NOT NULL,
+            PRIMARY KEY (client_id, scope)
+        );
+        CREATE TABLE IF NOT EXISTS ozon_account_key (
+            account text PRIMARY KEY,
+            client_id text NOT NULL,
+            expires_at timestamptz,          -- NULL: Ozon gave none (an OAuth token, an old key)
+            checked_at timestamptz NOT NULL,
+            roles text[] NOT NULL DEFAULT '{}'
+        );
+        CREATE TABLE IF NOT EXISTS ozon_alert_state (
+            account text NOT NULL,
+            kind text NOT NULL,
+            fingerprint text NOT NULL,
+            raised_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (account, kind)
+        );
+        INSERT INTO ozon_schema_version (version) VALUES (6);
     END IF;
 END
 $$;

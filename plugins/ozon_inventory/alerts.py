@@ -194,8 +194,6 @@ def new_alerts(conn: Any, account: str, alerts: Iterable[Alert]) -> list[Alert]:
     alerts = list(alerts)
     fresh: list[Alert] = []
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute(sql["create_lock"])
-        cur.execute(sql["create"])
         cur.execute(sql["lock_account"], {"account": account})
         cur.execute(sql["state"], {"account": account})
         known = dict(cur.fetchall())

@@ -55,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "accounts": ["ozon_default"],
     "staging": None,  # AIRFLOW_HOME/ozon_inventory_staging
     "postgres_conn_id": "ozon_postgres",
+    "migrate_conn_id": None,  # the postgres_conn_id
     "shrink_threshold": 0.5,
     "allow_shrink": False,
     "warehouse_stock_method": "auto",
@@ -229,6 +230,14 @@ class RunSettings:
     @cached_property
     def postgres_conn_id(self) -> str:
         return self._text("postgres_conn_id")
+
+    @cached_property
+    def migrate_conn_id(self) -> str:
+        """The connection the migrate task changes the schema through: the schema's owner, so that
+        ``postgres_conn_id`` may be a role with only SELECT, INSERT, UPDATE and DELETE."""
+        return (
+            self.postgres_conn_id if self._get("migrate_conn_id") is None else self._text("migrate_conn_id")
+        )
 
     @cached_property
     def shrink_threshold(self) -> float:

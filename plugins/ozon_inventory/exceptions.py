@@ -155,3 +155,16 @@ class ShrinkGuardError(OzonInventoryError):
     """A snapshot is far smaller than the account's last good one; loading it would wipe data."""
 
     permanent = True
+
+
+class SchemaVersionError(OzonInventoryError):
+    """The target database's schema is not the version this code reads and writes: none yet, an older
+    one (the ``migrate`` task has not run), or a newer one (a newer ozon-inventory migrated it)."""
+
+    permanent = True
+
+
+class LockNotGranted(OzonInventoryError):
+    """A lock the migration or the load needs was held by another session past ``lock_timeout``, on
+    every attempt; the message names the sessions holding it. Not permanent: once they end, a retry
+    goes through."""

@@ -77,8 +77,6 @@ def _read_or_ask(client: OzonClient, conn: Any, account: str) -> KeyStatus:
     sql = statements("keys")
     params: dict[str, Any] = {"account": account, "client_id": client.client_id}
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute(sql["create_lock"])
-        cur.execute(sql["create"])
         cur.execute(sql["lock_account"], params)
         cur.execute(sql["cached"], params)
         row = cur.fetchone()
@@ -101,8 +99,6 @@ def stored_expiry(conn: Any, account: str, run_id: str | None = None) -> KeyStat
     """The expiry last read for ``account`` (no request to Ozon); written into the run's ledger row."""
     sql = statements("keys")
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute(sql["create_lock"])
-        cur.execute(sql["create"])
         cur.execute(sql["stored"], {"account": account})
         row = cur.fetchone()
         if run_id is not None:

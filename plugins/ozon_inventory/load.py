@@ -33,9 +33,10 @@ from typing import Any
 
 import psycopg
 
-from ozon_inventory.exceptions import StagingError
+from ozon_inventory.exceptions import LockNotGranted, StagingError
+from ozon_inventory.schema import lock_holders
 from ozon_inventory.sources import REGISTRY, REJECTS, ModelFile, SourceSpec
-from ozon_inventory.sql import sql_dir, statements
+from ozon_inventory.sql import statements
 from ozon_inventory.staging import StagingArea
 from ozon_inventory.validate import LoadedState, SourceReport, ValidationReport
 
@@ -48,14 +49,13 @@ EVENT_KINDS = ("out_of_stock", "back_in_stock")
 _COPY_CHUNK = 1 << 20
 #: the last chunk's diff takes 50 ms; a differ this far behind is slower than the load's own diff
 _DIFF_WAIT_S = 10.0
-
-
-def ensure_schema(conn: Any) -> None:
-    """Create or migrate the schema; concurrent callers wait on an advisory lock."""
-    ddl = (sql_dir() / "schema.sql").read_text(encoding="utf-8")
-    with conn.transaction(), conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext('ozon_inventory:schema'))")
-        cur.execute(ddl)
+#: How long a load waits for a table lock another session holds (a ``LOCK TABLE``, a ``VACUUM FULL``,
+#: a row a reader locked ``FOR UPDATE``) before giving way and trying again; readers never wait on a
+#: load, which takes only row-exclusive locks, so only such sessions can be in its way.
+LOAD_LOCK_TIMEOUT_S = 5.0
+LOAD_ATTEMPTS = 3
+#: The lock modes a load's ROW EXCLUSIVE conflicts with.
+_BLOCKS_WRITES = ("ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
 
 
 def previous_counts(conn: Any, account: str) -> dict[str, LoadedState]:
@@ -105,6 +105,42 @@ def load_run(
     prepared on it, in parallel (:class:`_Ahead`).
     """
     started = time.monotonic()
+    for attempt in range(1, LOAD_ATTEMPTS + 1):
+        try:
+            result = _load_once(conn, staging, report, run_id, durations or {}, connect)
+            break
+        except psycopg.errors.LockNotAvailable:
+            held = lock_holders(conn, _BLOCKS_WRITES)
+            if attempt == LOAD_ATTEMPTS:
+                raise LockNotGranted(
+                    f"account {staging.account}, run {run_id}: the load waited {LOAD_LOCK_TIMEOUT_S:g} s for a lock "
+                    f"held by {held}, in each of {LOAD_ATTEMPTS} attempts; nothing was loaded and the previous "
+                    "snapshot is untouched. End that session (or wait for it) and clear the load task"
+                ) from None
+            log.warning(
+                "account %s: load attempt %d of %d gave way after %g s to %s",
+                staging.account,
+                attempt,
+                LOAD_ATTEMPTS,
+                LOAD_LOCK_TIMEOUT_S,
+                held,
+            )
+            time.sleep(attempt)
+    result.duration_s = round(time.monotonic() - started, 3)
+    _log_result(result)
+    return result
+
+
+def _load_once(
+    conn: Any,
+    staging: StagingArea,
+    report: ValidationReport,
+    run_id: str,
+    durations: dict[str, float],
+    connect: Callable[[], Any] | None,
+) -> LoadResult:
+    """One attempt: everything in one transaction, which a lock not granted in time rolls back."""
+    started = time.monotonic()
     sql = statements("load")
     result = LoadResult(
         staging.account,
@@ -117,7 +153,8 @@ def load_run(
     )
     base = {"account": staging.account, "run_id": run_id}
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute(sql["lock_account"], base)
+        cur.execute(sql["lock_account"], base)  # another load of the account: wait for it to end
+        cur.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(LOAD_LOCK_TIMEOUT_S * 1000)}ms",))
         cur.execute(sql["bulk_plans"])
         loaded = _loaded_as_of(cur, sql, base)
         cur.execute(sql["clock"])
@@ -150,8 +187,7 @@ def load_run(
         result.counts = _counts(cur, sql, base)
         result.events = _events(cur, sql, base)
         result.duration_s = round(time.monotonic() - started, 3)
-        _record_run(cur, sql, base, staging.run_key, report, result, durations or {})
-    _log_result(result)
+        _record_run(cur, sql, base, staging.run_key, report, result, durations)
     return result
 
 

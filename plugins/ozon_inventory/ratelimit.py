@@ -217,9 +217,6 @@ class PostgresBudget(_Gcra):
         conn = psycopg.connect(**params, autocommit=True)
         try:
             conn.execute(self._sql["session"], {"timeout_ms": self._timeout_ms})
-            with conn.transaction():
-                conn.execute(self._sql["create_lock"])
-                conn.execute(self._sql["create"])
         except BaseException:
             conn.close()
             raise
@@ -243,6 +240,8 @@ class PostgresBudget(_Gcra):
                     self._close()
                     if attempt == 2:
                         cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                        if isinstance(exc, psycopg.errors.UndefinedTable):
+                            cause += " (the schema is not migrated: run the DAG's migrate task)"
                         raise RateBudgetUnavailable(
                             f"the Ozon rate budget of Client-Id {self.client_id} is kept in "
                             f"{describe_dsn(self._dsn)}, which failed: {cause}"

@@ -35,6 +35,7 @@ from ozon_inventory.exceptions import (
     OzonMethodDown,
     OzonPagingError,
     OzonSchemaChanged,
+    SchemaVersionError,
     ShrinkGuardError,
     StagingError,
 )
@@ -64,6 +65,7 @@ PERMANENT = ExceptionRetryPolicy(
                 ConfigError,
                 StagingError,
                 ShrinkGuardError,
+                SchemaVersionError,
             ],
             action=RetryAction.FAIL,
             reason="permanent error: a retry would fail the same way",
@@ -242,7 +244,8 @@ def validate(account: str) -> dict[str, Any]:
     Runs when the fetches are done, failed or not: a source that failed is reported missing and the
     others go on (the run is then degraded).
     """
-    from ozon_inventory.load import ensure_schema, previous_counts
+    from ozon_inventory.load import previous_counts
+    from ozon_inventory.schema import require_current
     from ozon_inventory.validate import validate_run
 
     context, settings, staging = _context(account)
@@ -265,7 +268,7 @@ def validate(account: str) -> dict[str, Any]:
             f"account {account}: no source was fetched for run {staging.run_key}; see the fetch tasks' logs"
         )
     with _postgres(settings.postgres_conn_id) as conn:
-        ensure_schema(conn)
+        require_current(conn, f"connection {settings.postgres_conn_id}")  # the migrate task's work
         previous = previous_counts(conn, account)
     skipped = set(SOURCES) - set(fetched) if _is_backfill(context) else set()
     try:
@@ -530,6 +533,26 @@ def _raise_alerts(
         return
     if fresh:  # the channels' settings are two Variables: read only when there is something to send
         alerts.send(fresh, context, settings.alert_email, settings.alert_notifier)
+
+
+@task(**{k: v for k, v in _LOCAL.items() if k != "map_index_template"})  # not mapped
+def migrate() -> dict[str, Any]:
+    """Bring the target database's schema to this code's version before any account's task uses it.
+
+    Once per schema version: a current schema costs one read of its version, and no task after this
+    one runs DDL, whose locks would queue the readers of the views and the ledger behind them
+    (``ozon_inventory.schema``). Runs as ``migrate_conn_id`` (the schema's owner) when that is set.
+    A schema newer than this code fails here, naming both versions, before anything is fetched."""
+    from ozon_inventory.schema import migrate as migrate_schema
+
+    settings = RunSettings(_run_params(get_current_context()["params"]))
+    conn_id = settings.migrate_conn_id
+    with _postgres(conn_id) as conn:
+        before, after = migrate_schema(conn, f"connection {conn_id}")
+    log.info(
+        "connection %s: schema version %s%s", conn_id, after, "" if before == after else f" (was {before})"
+    )
+    return {"conn_id": conn_id, "before": before, "after": after}
 
 
 @task(retries=0)

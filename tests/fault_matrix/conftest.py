@@ -463,8 +463,9 @@ class Matrix:
         merge. A backfill fetches nothing: it reprocesses what the run's staging holds.
         """
         from ozon_inventory.fetch import fetch_source
-        from ozon_inventory.load import ensure_schema, load_run, previous_counts
+        from ozon_inventory.load import load_run, previous_counts
         from ozon_inventory.merge import merge_run
+        from ozon_inventory.schema import migrate
         from ozon_inventory.staging import SOURCES
         from ozon_inventory.validate import validate_run
 
@@ -493,7 +494,7 @@ class Matrix:
                     f"account {self.account}: no source was fetched for run {run_key}; see the fetch tasks' logs"
                 )
             with self.connect() as conn:
-                ensure_schema(conn)
+                migrate(conn)
                 previous = previous_counts(conn, self.account)
                 skipped = set(SOURCES) - set(fetched) if backfill else set()
                 result.report = validate_run(staging, previous, shrink_threshold, allow_shrink, skipped)

@@ -236,8 +236,9 @@ def test_rows_streamed_to_the_database_while_fetching_are_the_rows_file_and_the_
     (no copy of the file after the last page) and drops it as it commits."""
     import psycopg
 
-    from ozon_inventory.load import ensure_schema, load_run
+    from ozon_inventory.load import load_run
     from ozon_inventory.merge import merge_run
+    from ozon_inventory.schema import migrate
 
     staging = StagingArea(str(tmp_path), "acc", RUN)
     client = new_client(simulator)
@@ -253,7 +254,7 @@ def test_rows_streamed_to_the_database_while_fetching_are_the_rows_file_and_the_
         with conn.cursor().copy(f"COPY (SELECT {columns} FROM {table}) TO STDOUT") as copy:
             assert b"".join(bytes(chunk) for chunk in copy) == model  # the file, to the byte
         conn.commit()
-        ensure_schema(conn)
+        migrate(conn)
         merge_run(staging, report)
         caplog.set_level("INFO", logger="ozon_inventory.load")
         loaded = load_run(conn, staging, report, "run-1", connect=lambda: psycopg.connect(pg_dsn))

@@ -11,9 +11,10 @@ import psycopg
 import pytest
 
 from ozon_inventory.exceptions import ShrinkGuardError
-from ozon_inventory.load import ensure_schema, load_run, previous_counts
+from ozon_inventory.load import load_run, previous_counts
 from ozon_inventory.merge import merge_run
 from ozon_inventory.methods import V1_ANALYTICS_STOCKS, V2_STOCK_ON_WAREHOUSES, V2_WAREHOUSE_LIST, V4_STOCKS
+from ozon_inventory.schema import migrate
 from ozon_inventory.sql import statements
 from ozon_inventory.staging import StagingArea
 from ozon_inventory.validate import validate_run
@@ -38,7 +39,7 @@ def sync(
     for source, answer in answers.items():
         method = (methods or {}).get(source, METHOD[source])
         stage(staging, source, method, answer, as_of=f"2026-11-22T{hour:02d}:00:00+00:00")
-    ensure_schema(conn)
+    migrate(conn)
     report = validate_run(staging, previous_counts(conn, "acc"), **kw)
     merge_run(staging, report)
     connect = (lambda: psycopg.connect(conn.info.dsn)) if ahead else None
@@ -254,7 +255,7 @@ def test_a_missing_model_file_fails_the_load_naming_it_and_loads_nothing(pg_conn
 
     staging = StagingArea(str(tmp_path), "acc", "20261122T100000Z")
     stage(staging, "stocks", V4_STOCKS, CATALOGUE["stocks"])
-    ensure_schema(pg_conn)
+    migrate(pg_conn)
     report = validate_run(staging)
     merge_run(staging, report)
     (staging.dir("model") / "products.tsv").unlink()
@@ -270,7 +271,7 @@ def test_a_run_stamped_in_the_future_is_stored_at_the_database_clock_and_freezes
     staging = StagingArea(str(tmp_path), "acc", "20261122T100000Z")
     for source, answer in CATALOGUE.items():
         stage(staging, source, METHOD[source], answer, as_of=ahead)
-    ensure_schema(pg_conn)
+    migrate(pg_conn)
     report = validate_run(staging, previous_counts(pg_conn, "acc"))
     merge_run(staging, report)
     skewed = load_run(pg_conn, staging, report, "run-ahead")
@@ -389,7 +390,7 @@ def test_a_source_prepared_on_a_second_connection_loads_exactly_what_one_connect
                 for source, answer in answers.items():
                     method = (methods or {}).get(source, METHOD[source])
                     stage(staging, source, method, answer, as_of=f"2026-11-22T{hour:02d}:00:00+00:00")
-                ensure_schema(conn)
+                migrate(conn)
                 report = validate_run(staging, previous_counts(conn, "acc"), allow_shrink=True)
                 merge_run(staging, report)
                 load_run(conn, staging, report, f"run-{hour}", connect=connect[way])
@@ -431,7 +432,7 @@ class _TwoWays:
                 admin.execute(f'CREATE DATABASE "{root.name}_{way}"')
             self.dsn[way] = f"postgresql://{pg_server.user}@127.0.0.1:{pg_server.port}/{root.name}_{way}"
             with psycopg.connect(self.dsn[way]) as conn:
-                ensure_schema(conn)
+                migrate(conn)
 
     def fetch(self) -> tuple[StagingArea, str]:
         from ozon_inventory.fetch import fetch_source

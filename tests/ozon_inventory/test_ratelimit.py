@@ -289,16 +289,28 @@ def test_budget_table_survives_concurrent_creation(pg_dsn):
         assert conn.execute("SELECT count(*) FROM ozon_rate_budget").fetchone() == (8,)
 
 
-def test_budget_recovers_from_a_dropped_table_and_connection(pg_dsn):
+def test_budget_recovers_from_a_dropped_connection(pg_dsn):
     budget = PostgresBudget("100200", pg_dsn)
     budget.acquire()
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute("DROP TABLE ozon_rate_budget")
         conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE application_name = 'ozon_inventory rate budget'"
         )
-    assert budget.acquire() >= 0  # reconnected and recreated the table
+    assert budget.acquire() >= 0  # reconnected
+    budget.close()
+
+
+def test_a_budget_table_gone_names_the_migration_and_creates_nothing(pg_dsn):
+    """The fetch runs no DDL (only the migrate task does): a missing table is named, with the fix."""
+    budget = PostgresBudget("100200", pg_dsn)
+    budget.acquire()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE ozon_rate_budget")
+    with pytest.raises(RateBudgetUnavailable, match=r'"ozon_rate_budget" does not exist.*migrate task'):
+        budget.acquire()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('ozon_rate_budget')").fetchone() == (None,)
     budget.close()
 
 

@@ -20,9 +20,10 @@ import pytest
 from ozon_inventory.client import OzonClient
 from ozon_inventory.exceptions import OzonInventoryError
 from ozon_inventory.fetch import fetch_stocks, fetch_warehouse_stocks, fetch_warehouses
-from ozon_inventory.load import ensure_schema, load_run, previous_counts
+from ozon_inventory.load import load_run, previous_counts
 from ozon_inventory.merge import merge_run
 from ozon_inventory.methods import AUTO_ORDER
+from ozon_inventory.schema import migrate
 from ozon_inventory.staging import StagingArea
 from ozon_inventory.ui.queries import AirflowFacts
 from ozon_inventory.validate import validate_run
@@ -40,7 +41,7 @@ def sync_account(client: OzonClient, staging: StagingArea, conn: Any, run_id: st
             fetch(client, staging)
         except OzonInventoryError:
             pass
-    ensure_schema(conn)
+    migrate(conn)
     report = validate_run(staging, previous_counts(conn, staging.account), 0.5, False)
     merge_run(staging, report)
     return load_run(conn, staging, report, run_id, {})

@@ -12,7 +12,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ozon_inventory.load import ensure_schema
+from ozon_inventory.schema import migrate
 
 V4 = "/v4/product/info/stocks"
 V2_ANALYTICS = "/v2/analytics/stock_on_warehouses"
@@ -88,7 +88,7 @@ def insert_accounts(
     """
     rng = random.Random(seed)
     now = now or datetime.now(UTC).replace(microsecond=0)
-    ensure_schema(conn)
+    migrate(conn)
     degraded, stale, with_rejects = [], [], []
     ledger, state, by_type, by_wh, rejects = [], [], [], [], []
     for i in range(accounts):

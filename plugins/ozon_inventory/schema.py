@@ -1,0 +1,136 @@
+"""The target database's schema: which version it is at, and the one way it changes (``migrate``).
+
+Why the load path only reads the version: ``include/sql/schema.sql`` takes exclusive locks
+(``CREATE OR REPLACE VIEW``, ``ALTER TABLE``), and a statement waiting for one queues every reader of
+that view or table behind it, so an analyst's idle transaction once stalled the load and with it every
+dashboard. The DAG's ``migrate`` task runs the migration once per schema version, under the
+connection ``migrate_conn_id`` (the schema's owner) when one is configured, so the role that loads
+needs only SELECT, INSERT, UPDATE and DELETE on the project's tables. Its statements wait at most
+``MIGRATE_LOCK_TIMEOUT_S`` for a lock: a migration that cannot get one gives way to the readers and
+tries again, then fails naming the sessions in the way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import psycopg
+
+from ozon_inventory.exceptions import LockNotGranted, SchemaVersionError
+from ozon_inventory.sql import sql_dir, statements
+
+log = logging.getLogger(__name__)
+
+#: The version ``include/sql/schema.sql`` migrates to, and the only one this code loads into.
+SCHEMA_VERSION = 6
+MIGRATE_LOCK_TIMEOUT_S = 2.0
+MIGRATE_ATTEMPTS = 5
+#: Lock modes that conflict with ACCESS EXCLUSIVE (what the migration's DDL takes): all of them.
+ALL_MODES = (
+    "AccessShareLock",
+    "RowShareLock",
+    "RowExclusiveLock",
+    "ShareUpdateExclusiveLock",
+    "ShareLock",
+    "ShareRowExclusiveLock",
+    "ExclusiveLock",
+    "AccessExclusiveLock",
+)
+
+
+def schema_version(conn: Any) -> int | None:
+    """The version the target database's schema is at; None when it has none yet."""
+    sql = statements("catalog")
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(sql["has_schema"])
+        if not cur.fetchone()[0]:
+            return None
+        cur.execute(sql["version"])
+        found = cur.fetchone()[0]
+    return None if found is None else int(found)
+
+
+def require_current(conn: Any, where: str = "the target database") -> int:
+    """Refuse to read or write a schema that is not ``SCHEMA_VERSION``, naming what to do."""
+    found = schema_version(conn)
+    if found == SCHEMA_VERSION:
+        return found
+    if found is not None and found > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{where}: schema version {found} is newer than this code's {SCHEMA_VERSION}: upgrade ozon-inventory"
+        )
+    have = "has no ozon-inventory schema" if found is None else f"is at schema version {found}"
+    raise SchemaVersionError(
+        f"{where} {have}, and this code needs version {SCHEMA_VERSION}: run the DAG's migrate task "
+        "(it runs first in every run), or include/sql/schema.sql as the schema's owner"
+    )
+
+
+def migrate(
+    conn: Any,
+    where: str = "the target database",
+    lock_timeout_s: float = MIGRATE_LOCK_TIMEOUT_S,
+    attempts: int = MIGRATE_ATTEMPTS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[int | None, int]:
+    """Bring the schema to ``SCHEMA_VERSION``; (version before, version after). One statement, the
+    version read, when it is current already; a newer schema is refused, never touched."""
+    before = schema_version(conn)
+    if before is not None and before > SCHEMA_VERSION:
+        return before, require_current(conn, where)
+    ddl = (sql_dir() / "schema.sql").read_text(encoding="utf-8")
+    for attempt in range(1, attempts + 1):
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(
+                    "SELECT set_config('lock_timeout', %s, true)", (f"{int(lock_timeout_s * 1000)}ms",)
+                )
+                cur.execute("SELECT pg_advisory_xact_lock(hashtext('ozon_inventory:schema'))")
+                if False:
+                    break
+                cur.execute(ddl)
+            log.info("%s: schema migrated from version %s to %d", where, before, SCHEMA_VERSION)
+            break
+        except psycopg.errors.LockNotAvailable:
+            held = lock_holders(conn, ALL_MODES)
+            if attempt == attempts:
+                raise LockNotGranted(
+                    f"{where}: migrating the schema from version {before} to {SCHEMA_VERSION} needs exclusive "
+                    f"locks, and {held} kept them past {lock_timeout_s:g} s in each of {attempts} attempts; "
+                    "nothing was changed. End that session (or wait for it) and clear the migrate task"
+                ) from None
+            log.warning(
+                "%s: migration attempt %d of %d gave way after %g s to %s",
+                where,
+                attempt,
+                attempts,
+                lock_timeout_s,
+                held,
+            )
+            sleep(min(2.0**attempt, 10.0))
+    return before, require_current(conn, where)
+
+
+def lock_holders(conn: Any, modes: Sequence[str]) -> str:
+    """The other sessions holding a lock in ``modes`` on the project's relations, as an operator
+    finds them: pid, application, user, state, since when, query (``pg_terminate_backend(pid)``)."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(statements("catalog")["lock_holders"], {"modes": list(modes)})
+        rows = cur.fetchall()
+    if not rows:
+        return "another session (gone by the time it was looked up)"
+    described = []
+    for pid, application, user, state, xact_start, query_start, query, locks in rows:
+        since = (
+            f"in a transaction since {xact_start.isoformat(timespec='seconds')}" if xact_start else "since ?"
+        )
+        last = (
+            f", last query at {query_start.isoformat(timespec='seconds')}: {query!r}" if query_start else ""
+        )
+        described.append(
+            f"pid {pid} ({application}, user {user}, {state or 'state hidden'}, {since}{last}; holds {locks})"
+        )
+    return "session " + "; session ".join(described)
