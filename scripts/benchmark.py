@@ -68,12 +68,12 @@ def run_stage(args: argparse.Namespace) -> dict:
     elif args.stage.startswith("fetch_"):
         # the rate budget of the Client-Id is shared through PostgreSQL, as the DAG's tasks share it
         client = OzonClient(
-            args.url, CLIENT_ID, API_KEY, rate_limit=args.rate, workers=args.workers, budget_dsn=args.dsn
+            args.url, CLIENT_ID, API_KEY, rate_limit=args.rate, workers=args.workers, budget_db=args.dsn
         )
         # as the DAG's fetch tasks do: each answer is also validated as it lands
         source = args.stage.removeprefix("fetch_")
         choice = args.method if source == "warehouse_stocks" else "auto"
-        manifest = fetch_source(client, staging, source, choice, check_pages=True, prestage_dsn=args.dsn)
+        manifest = fetch_source(client, staging, source, choice, check_pages=True, prestage_db=args.dsn)
         figures = {"rows": manifest.rows, "pages": manifest.pages, "requests": manifest.requests}
     else:
         import psycopg

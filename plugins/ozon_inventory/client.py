@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import requests
 import urllib3
@@ -64,6 +64,9 @@ from ozon_inventory.exceptions import (
 from ozon_inventory.keylog import KeyLog
 from ozon_inventory.methods import OzonMethod, Paging, method_limits, parse_answer
 from ozon_inventory.ratelimit import DEFAULT_HEADROOM, RateBudget, budget_for
+
+if TYPE_CHECKING:
+    from ozon_inventory.hooks.postgres import Database
 
 log = logging.getLogger(__name__)
 
@@ -344,7 +347,8 @@ class OzonClient:
     breaker_cooldown: float = 60.0
     max_pages: int = 100_000
     workers: int = 4
-    budget_dsn: str | None = field(default=None, repr=False)
+    #: where the rate budget is shared: a ``Database`` (or a conninfo); None: this process only
+    budget_db: Database | str | None = field(default=None, repr=False)
     session_factory: Callable[[], requests.Session] | None = field(default=None, repr=False)
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     stats: dict[str, MethodStats] = field(default_factory=dict, repr=False)
@@ -370,7 +374,7 @@ class OzonClient:
         self._stats_lock = threading.Lock()
         self.breaker = CircuitBreaker(self.breaker_threshold, self.breaker_cooldown)
         self.budget: RateBudget = budget_for(
-            self.client_id, self.rate_limit, self.headroom, method_limits(), self.budget_dsn
+            self.client_id, self.rate_limit, self.headroom, method_limits(), self.budget_db
         )
 
     # -- transport -----------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from ozon_inventory.methods import V4_STOCKS, OzonMethod, Paging, method, plan
 from ozon_inventory.staging import Manifest, StagingArea
 
 if TYPE_CHECKING:
+    from ozon_inventory.hooks.postgres import Database
     from ozon_inventory.load import Prestage
     from ozon_inventory.validate import SourceCheck
 
@@ -49,14 +50,14 @@ def fetch_source(
     source: str,
     choice: str = "auto",
     check_pages: bool = False,
-    prestage_dsn: str | None = None,
+    prestage_db: Database | str | None = None,
 ) -> Manifest:
     """Stage ``source`` with the first method of its plan that answers; the manifest names it.
 
     Methods the breaker declared down earlier in this run (another try of the task, another task)
     are skipped without a request. With ``check_pages`` each answer is also validated as it lands
     (``validate.SourceCheck``), while the next ones are on their way: the run's validation is then
-    done when the last page is in, instead of starting there. With ``prestage_dsn`` (the target
+    done when the last page is in, instead of starting there. With ``prestage_db`` (the target
     database) the checked rows also stream into it as they are written (``load.Prestage``).
 
     A fetch that fails leaves why in the source's folder (:data:`FAILED`): validation puts it in
@@ -64,7 +65,7 @@ def fetch_source(
     answer), not only that the source is missing.
     """
     try:
-        return _fetch_source(client, staging, source, choice, check_pages, prestage_dsn)
+        return _fetch_source(client, staging, source, choice, check_pages, prestage_db)
     except Exception as exc:
         _record_failure(staging, source, exc)
         raise
@@ -105,7 +106,7 @@ def _fetch_source(
     source: str,
     choice: str,
     check_pages: bool,
-    prestage_dsn: str | None,
+    prestage_db: Database | str | None,
 ) -> Manifest:
     methods = plan(source, choice)
     _share_breaker(client, staging)
@@ -122,7 +123,7 @@ def _fetch_source(
                 _pager(client, staging, candidate),
                 _fallback(first, candidate),
                 check_pages,
-                prestage_dsn,
+                prestage_db,
             )
         except (OzonMethodUnavailable, OzonMethodDown) as exc:
             if last:
@@ -184,7 +185,7 @@ def _stage(
     pages: Callable[[], Iterator[Page]],
     fallback_from: str | None = None,
     check_pages: bool = False,
-    prestage_dsn: str | None = None,
+    prestage_db: Database | str | None = None,
 ) -> Manifest:
     """Write every page of one pass; restart the pass when Ozon's data moved while we paged.
 
@@ -201,7 +202,7 @@ def _stage(
         manifest = Manifest(staging.account, staging.run_key, source, m.path, "", str(folder))
         manifest.fallback_from = fallback_from
         manifest.overlap = client.overlap(m)
-        checking = _Checking(staging, manifest, m, check_pages, prestage_dsn)
+        checking = _Checking(staging, manifest, m, check_pages, prestage_db)
         try:
             for page in pages():
                 if not manifest.as_of:
@@ -267,7 +268,12 @@ class _Checking:
     """
 
     def __init__(
-        self, staging: StagingArea, manifest: Manifest, m: OzonMethod, enabled: bool, prestage_dsn: str | None
+        self,
+        staging: StagingArea,
+        manifest: Manifest,
+        m: OzonMethod,
+        enabled: bool,
+        prestage_db: Database | str | None,
     ):
         self.m = m
         self.check: SourceCheck | None = None
@@ -279,12 +285,12 @@ class _Checking:
                 self.check = Check(staging, manifest)
             except Exception as exc:  # noqa: BLE001 - validate does the check from staging instead
                 self._stopped(exc)
-        if self.check is not None and prestage_dsn and self.check.spec.rows in self.check.spec.loads:
+        if self.check is not None and prestage_db and self.check.spec.rows in self.check.spec.loads:
             from ozon_inventory.load import Prestage as Stream
 
             spec = self.check.spec
             try:
-                self.prestage = Stream(prestage_dsn, staging, spec, m.path)
+                self.prestage = Stream(prestage_db, staging, spec, m.path)
                 self.check.writer.mirror = (spec.rows.name, self._stream)
             except Exception as exc:  # noqa: BLE001 - the load copies the file instead
                 self._unstream(exc)

@@ -34,6 +34,7 @@ from typing import Any
 import psycopg
 
 from ozon_inventory.exceptions import LockNotGranted, StagingError
+from ozon_inventory.hooks.postgres import Database, as_database
 from ozon_inventory.schema import lock_holders
 from ozon_inventory.sources import REGISTRY, REJECTS, ModelFile, SourceSpec
 from ozon_inventory.sql import statements
@@ -358,12 +359,12 @@ class Prestage:
 
     CHUNK_ROWS = 20_000  # the last chunk is diffed after the last page: 50 ms at this size
 
-    def __init__(self, dsn: str, staging: StagingArea, spec: SourceSpec, method: str):
-        self.file, self._dsn = spec.rows, dsn
+    def __init__(self, database: Database | str, staging: StagingArea, spec: SourceSpec, method: str):
+        self.file, self._db = spec.rows, as_database(database)
         self.table = prestaged_table(staging.account, staging.run_key, spec.rows)
         self.rows, self._chunks, self._chunk_rows = 0, 0, 0
         self._differ: _Differ | None = None
-        self.conn = psycopg.connect(dsn, autocommit=True, application_name="ozon_inventory prestage")
+        self.conn = self._db.connect("ozon_inventory prestage")
         try:
             self.cur = self.conn.cursor()
             diff = prestaged_diff(staging.account, staging.run_key, spec.rows)
@@ -373,7 +374,7 @@ class Prestage:
                 self.cur.execute("SELECT %s::regclass::oid", (self.table,))
                 ((self.oid,),) = self.cur.fetchall()
             if spec.rows in spec.history:
-                self._differ = _Differ(dsn, staging.account, spec, method, diff)
+                self._differ = _Differ(self._db, staging.account, spec, method, diff)
             self._open_chunk()
         except BaseException:
             self._close()
@@ -415,7 +416,7 @@ class Prestage:
             self._differ.cancel()
         self._close()  # ends the COPY, which the server then rolls back
         try:
-            with psycopg.connect(self._dsn, autocommit=True) as conn:
+            with self._db.connect("ozon_inventory prestage") as conn:
                 names = [self.table, *([self._differ.table] if self._differ else [])]
                 conn.execute(f"DROP TABLE IF EXISTS {', '.join(names)} CASCADE")
         except psycopg.Error:  # left for report (or the run's next fetch) to drop
@@ -439,8 +440,8 @@ class _Differ:
     the load then makes the diff itself.
     """
 
-    def __init__(self, dsn: str, account: str, spec: SourceSpec, method: str, table: str):
-        self.table, self._dsn = table, dsn
+    def __init__(self, database: Database, account: str, spec: SourceSpec, method: str, table: str):
+        self.table, self._db = table, database
         self._name = spec.rows.name
         self._params = {
             "account": account,
@@ -488,9 +489,7 @@ class _Differ:
 
     def _run(self) -> None:
         try:
-            with psycopg.connect(
-                self._dsn, autocommit=True, application_name="ozon_inventory prestage diff"
-            ) as conn:
+            with self._db.connect("ozon_inventory prestage diff") as conn:
                 self._conn = conn
                 conn.execute(
                     f"SET statement_timeout = {int(_DIFF_WAIT_S * 1000)}"

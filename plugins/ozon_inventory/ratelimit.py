@@ -28,6 +28,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from ozon_inventory.exceptions import OzonInventoryError
+from ozon_inventory.hooks.postgres import Database, as_database
 from ozon_inventory.sql import statements
 
 #: The scope of every method of a Client-Id.
@@ -37,7 +38,6 @@ DEFAULT_HEADROOM = 0.9
 #: A slot's thread that wakes later than this share of an interval takes a new slot (see acquire).
 LATE_TOLERANCE = 0.5
 #: Seconds to connect to the budget database, and for any statement (or lock) there.
-CONNECT_TIMEOUT = 10
 STATEMENT_TIMEOUT = 10.0
 
 
@@ -169,27 +169,14 @@ class LocalBudget(_Gcra):
             self._tat[ALL] = max(self._tat.get(ALL, until), until)
 
 
-def describe_dsn(dsn: str) -> str:
-    """``dbname on host:port as user`` of a conninfo, never its password."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        info = conninfo_to_dict(dsn)
-    except Exception:  # noqa: BLE001 - a malformed conninfo: say so, without echoing it
-        return "(unparsable conninfo)"
-    host = info.get("host") or info.get("hostaddr") or "localhost"
-    port = info.get("port") or "5432"
-    text = f"database {info.get('dbname') or '(default)'} on {host}:{port}"
-    return text + (f" as {info['user']}" if info.get("user") else "")
-
-
 class PostgresBudget(_Gcra):
-    """The budget in PostgreSQL (table ``ozon_rate_budget``), shared by every process using ``dsn``."""
+    """The budget in PostgreSQL (table ``ozon_rate_budget``), shared by every process using ``database``
+    (an Airflow connection's ``Database``, or a conninfo outside Airflow)."""
 
     def __init__(
         self,
         client_id: str,
-        dsn: str,
+        database: Database | str,
         rate: float = DEFAULT_RATE,
         headroom: float = DEFAULT_HEADROOM,
         method_limits: Mapping[str, tuple[float, float]] | None = None,
@@ -197,7 +184,7 @@ class PostgresBudget(_Gcra):
         statement_timeout: float = STATEMENT_TIMEOUT,
     ):
         super().__init__(client_id, rate, headroom, method_limits or {}, time.monotonic, sleep)
-        self._dsn = dsn
+        self._db = as_database(database)
         self._timeout_ms = str(max(1, int(statement_timeout * 1000)))
         self._sql = statements("ratelimit")
         self._lock = threading.Lock()
@@ -205,16 +192,10 @@ class PostgresBudget(_Gcra):
         self._pid = 0
 
     def __repr__(self) -> str:
-        return f"PostgresBudget({self.client_id!r}, {describe_dsn(self._dsn)})"
+        return f"PostgresBudget({self.client_id!r}, {self._db.name})"
 
     def _connect(self) -> Any:
-        import psycopg
-        from psycopg.conninfo import conninfo_to_dict
-
-        params: dict[str, Any] = dict(conninfo_to_dict(self._dsn))
-        params.setdefault("connect_timeout", CONNECT_TIMEOUT)
-        params.setdefault("application_name", "ozon_inventory rate budget")
-        conn = psycopg.connect(**params, autocommit=True)
+        conn = self._db.connect("ozon_inventory rate budget")
         try:
             conn.execute(self._sql["session"], {"timeout_ms": self._timeout_ms})
         except BaseException:
@@ -244,7 +225,7 @@ class PostgresBudget(_Gcra):
                             cause += " (the schema is not migrated: run the DAG's migrate task)"
                         raise RateBudgetUnavailable(
                             f"the Ozon rate budget of Client-Id {self.client_id} is kept in "
-                            f"{describe_dsn(self._dsn)}, which failed: {cause}"
+                            f"{self._db.name}, which failed: {cause}"
                         ) from None
         raise AssertionError("unreachable")
 
@@ -280,26 +261,26 @@ def budget_for(
     rate: float = DEFAULT_RATE,
     headroom: float = DEFAULT_HEADROOM,
     method_limits: Mapping[str, tuple[float, float]] = _NO_LIMITS,
-    dsn: str | None = None,
+    database: Database | str | None = None,
 ) -> RateBudget:
     """The budget of ``client_id``: ``rate`` × ``headroom`` requests/s across methods, and
     ``method_limits`` (method → (requests, per seconds)) × ``headroom`` for methods with their own.
 
-    ``dsn=None``: in this process only; a psycopg conninfo: shared through that PostgreSQL by every
-    process that uses it. One budget object per Client-Id and settings in a process.
-
+    ``database=None``: in this process only; else shared through that PostgreSQL by every process
+    that uses it. One budget object per Client-Id, settings and database in a process.
     """
+    target = None if database is None else as_database(database)
     key = (
         "budget",
         str(client_id),
         repr((float(rate), float(headroom), sorted(method_limits.items()))),
-        dsn or "",
+        target.name if target else "",
     )
     with _registry_lock:
         budget = _registry.get(key)
         if budget is None:
-            if dsn:
-                budget = PostgresBudget(str(client_id), dsn, rate, headroom, method_limits)
+            if target is not None:
+                budget = PostgresBudget(str(client_id), target, rate, headroom, method_limits)
             else:
                 budget = LocalBudget(str(client_id), rate, headroom, method_limits)
             _registry[key] = budget

@@ -79,7 +79,7 @@ def migrate(
     """Bring the schema to ``SCHEMA_VERSION``; (version before, version after). One statement, the
     version read, when it is current already; a newer schema is refused, never touched."""
     before = schema_version(conn)
-    if before is not None and before > SCHEMA_VERSION:
+    if before is not None and before >= SCHEMA_VERSION:
         return before, require_current(conn, where)
     ddl = (sql_dir() / "schema.sql").read_text(encoding="utf-8")
     for attempt in range(1, attempts + 1):
@@ -89,7 +89,7 @@ def migrate(
                     "SELECT set_config('lock_timeout', %s, true)", (f"{int(lock_timeout_s * 1000)}ms",)
                 )
                 cur.execute("SELECT pg_advisory_xact_lock(hashtext('ozon_inventory:schema'))")
-                if False:
+                if schema_version(conn) == SCHEMA_VERSION:  # another migrate got there first
                     break
                 cur.execute(ddl)
             log.info("%s: schema migrated from version %s to %d", where, before, SCHEMA_VERSION)

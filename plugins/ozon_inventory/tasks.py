@@ -8,7 +8,6 @@ Tasks pass only small manifests and summaries through XCom; the data stays in st
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -176,10 +175,9 @@ def _check_fetched_manifests(context: Context, staging: StagingArea) -> None:
 
 def _fetch(account: str, source: str) -> dict[str, Any]:
     """Stage one source of one account (a backfill reuses the archived answers instead)."""
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
     from ozon_inventory.fetch import fetch_source
     from ozon_inventory.hooks.ozon import OzonHook
+    from ozon_inventory.hooks.postgres import hook_database
     from ozon_inventory.keys import check_key
 
     context, settings, staging = _context(account)
@@ -195,13 +193,11 @@ def _fetch(account: str, source: str) -> dict[str, Any]:
         archived.reused = True
         log.info("backfill: reprocessing the archived %s answers of %s", source, staging.run_key)
         return archived.as_dict()
-    # The rate budget of the Client-Id lives in the target PostgreSQL, which every worker reaches.
-    postgres = PostgresHook(postgres_conn_id=settings.postgres_conn_id)
-    budget_dsn = re.sub(
-        r"^postgres(?:ql)?\+\w+://", "postgresql://", postgres.get_uri()
-    )  # SQLAlchemy → libpq
-    client = OzonHook(account, budget_dsn=budget_dsn).get_client()
-    with postgres.get_conn() as conn:
+    # The rate budget of the Client-Id lives in the target PostgreSQL, which every worker reaches;
+    # every connection to it comes from PostgresHook, with the connection's TLS and options.
+    target = hook_database(settings.postgres_conn_id)
+    client = OzonHook(account, budget_db=target).get_client()
+    with _postgres(settings.postgres_conn_id) as conn:
         check_key(client, conn, account, account, settings.key_warn_days)
     return fetch_source(
         client,
@@ -209,7 +205,7 @@ def _fetch(account: str, source: str) -> dict[str, Any]:
         source,
         settings.method_choice(source),
         check_pages=True,
-        prestage_dsn=budget_dsn,  # the checked rows stream into the target database as they come
+        prestage_db=target,  # the checked rows stream into the target database as they come
     ).as_dict()
 
 

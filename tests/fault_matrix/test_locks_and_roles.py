@@ -132,7 +132,7 @@ def test_a_least_privilege_role_loads(matrix):
             assert conn.execute("SELECT has_schema_privilege('public', 'CREATE')").fetchone() == (False,)
         matrix.catalogue.change_stock(0.1, seed=33)
         matrix.catalogue.remove_products(2)
-        result = matrix.run(client=matrix.client(budget_dsn=matrix.dsn))  # the rate budget as the role too
+        result = matrix.run(client=matrix.client(budget_db=matrix.dsn))  # the rate budget as the role too
         assert result.complete, result.text
         matrix.assert_recovered()
         matrix.good_run()

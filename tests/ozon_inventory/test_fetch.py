@@ -243,7 +243,7 @@ def test_rows_streamed_to_the_database_while_fetching_are_the_rows_file_and_the_
     staging = StagingArea(str(tmp_path), "acc", RUN)
     client = new_client(simulator)
     for source in SOURCES:
-        fetch_source(client, staging, source, check_pages=True, prestage_dsn=pg_dsn)
+        fetch_source(client, staging, source, check_pages=True, prestage_db=pg_dsn)
     report = validate_run(staging)
     streamed = report.sources["warehouse_stocks"].prestaged
     ((name, (table, rows, _oid)),) = streamed.items()
@@ -277,7 +277,7 @@ def test_a_stream_that_fails_never_fails_the_fetch_and_the_load_copies_the_file(
     monkeypatch.setattr(load.Prestage, "write", broken)
     staging = StagingArea(str(tmp_path), "acc", RUN)
     manifest = fetch_source(
-        new_client(simulator), staging, "warehouse_stocks", "v2", check_pages=True, prestage_dsn=pg_dsn
+        new_client(simulator), staging, "warehouse_stocks", "v2", check_pages=True, prestage_db=pg_dsn
     )
     assert manifest.rows == 511
     assert "rows not streamed to the database (server closed the connection unexpectedly)" in caplog.text

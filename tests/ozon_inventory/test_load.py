@@ -441,7 +441,7 @@ class _TwoWays:
         self.runs += 1
         staging = StagingArea(str(self.root), "acc", f"20261122T{self.runs:02d}0000Z")
         for source in SOURCES:
-            fetch_source(self.client, staging, source, check_pages=True, prestage_dsn=self.dsn["streamed"])
+            fetch_source(self.client, staging, source, check_pages=True, prestage_db=self.dsn["streamed"])
         return staging, f"run-{self.runs}"
 
     def load(self, staging: StagingArea, run_id: str) -> None:

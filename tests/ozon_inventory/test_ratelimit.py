@@ -175,7 +175,7 @@ def slot_in(dsn: str, client_id: str, scope: str = "*") -> float:
 
 
 def test_shared_budget_spacing_scopes_and_pause(pg_dsn):
-    budget = budget_for("100200", 50, 1.0, LIMITS, dsn=pg_dsn)
+    budget = budget_for("100200", 50, 1.0, LIMITS, database=pg_dsn)
     assert isinstance(budget, PostgresBudget)
     assert "100200" in repr(budget)
     assert budget.acquire() == 0  # creates the table, takes the first slot
@@ -202,7 +202,7 @@ def test_shared_budget_spacing_scopes_and_pause(pg_dsn):
 
 def _hammer(dsn: str, client_id: str, threads: int, seconds: float, ready: Any, out: Any) -> None:
     """One worker process: ``threads`` threads acquiring for ``seconds`` once every process is ready."""
-    budget = budget_for(client_id, 50.0, dsn=dsn)
+    budget = budget_for(client_id, 50.0, database=dsn)
     budget.acquire()  # connect (and create the table) before the clock starts
     ready.wait()
     stop = time.time() + seconds
@@ -254,12 +254,12 @@ def test_four_processes_share_one_budget(pg_dsn):
 
 
 def _pause_then_report(dsn: str, client_id: str, seconds: float, out: Any) -> None:
-    budget_for(client_id, 50.0, dsn=dsn).pause(seconds)
+    budget_for(client_id, 50.0, database=dsn).pause(seconds)
     out.put(time.time())
 
 
 def test_a_pause_in_one_process_delays_the_others(pg_dsn):
-    budget = budget_for("100200", 50.0, dsn=pg_dsn)
+    budget = budget_for("100200", 50.0, database=pg_dsn)
     budget.acquire()
     [paused_at] = run_processes(_pause_then_report, (pg_dsn, "100200", 1.0))
     budget.acquire()
@@ -319,7 +319,7 @@ def test_unreachable_budget_database_fails_fast_naming_it_without_the_password()
 
     port = free_port()  # nothing listens there
     dsn = f"postgresql://ozon:s3cret-pw@127.0.0.1:{port}/inventory?connect_timeout=2"
-    budget = budget_for("100200", dsn=dsn)
+    budget = budget_for("100200", database=dsn)
     started = time.monotonic()
     with pytest.raises(RateBudgetUnavailable) as caught:
         budget.acquire()

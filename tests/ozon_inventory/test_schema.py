@@ -105,3 +105,17 @@ def test_a_migration_gives_way_to_readers_and_names_the_one_in_its_way(pg_dsn):
         assert schema_version(conn) == 5
         idle.close()
         assert migrate(conn, lock_timeout_s=0.3) == (5, SCHEMA_VERSION)
+
+
+def test_a_current_schema_is_only_read_whoever_holds_its_tables(pg_dsn):
+    """Once current, migrate takes no lock a reader holds: it returns at once past an idle reader."""
+    idle = psycopg.connect(pg_dsn, application_name="analyst notebook")
+    idle.execute("SELECT count(*) FROM inventory_data").fetchone()
+    idle.execute("SELECT count(*) FROM ozon_sync_run").fetchone()  # idle in transaction
+    try:
+        with psycopg.connect(pg_dsn) as conn:
+            started = time.monotonic()
+            assert migrate(conn, lock_timeout_s=0.1, attempts=1) == (SCHEMA_VERSION, SCHEMA_VERSION)
+            assert time.monotonic() - started < 1.0
+    finally:
+        idle.close()

@@ -27,6 +27,7 @@ from airflow.providers.http.hooks.http import HttpHook
 
 from ozon_inventory.client import DEFAULT_HOST, OzonAuth, OzonClient, clean_secret, option_problem
 from ozon_inventory.exceptions import ConfigError
+from ozon_inventory.hooks.postgres import Database
 from ozon_inventory.methods import V4_STOCKS, method
 
 #: Connection extras that tune the client (never HTTP headers).
@@ -54,11 +55,11 @@ class OzonHook(HttpHook):
     default_host = DEFAULT_HOST
 
     def __init__(
-        self, ozon_conn_id: str = default_conn_name, budget_dsn: str | None = None, **overrides: Any
+        self, ozon_conn_id: str = default_conn_name, budget_db: Database | None = None, **overrides: Any
     ):
         super().__init__(method="POST", http_conn_id=ozon_conn_id)
         self.ozon_conn_id = ozon_conn_id
-        self.budget_dsn = budget_dsn
+        self.budget_db = budget_db
         self.overrides = overrides
         self._client: OzonClient | None = None
 
@@ -140,7 +141,7 @@ class OzonHook(HttpHook):
             auth.client_id,
             api_key=auth._api_key,
             token=auth._token,
-            budget_dsn=self.budget_dsn,
+            budget_db=self.budget_db,
             session_factory=self.get_conn,
             **self.options(),
         )
