@@ -6,7 +6,8 @@ Keeps each Ozon seller account's stock in PostgreSQL: per product, per fulfilmen
 
 First `migrate` brings the target database's schema to this code's version (once per version).
 Then per account (mapped over the `accounts` param / `ozon_inventory_accounts` Variable):
-`fetch_stocks`, `fetch_warehouse_stocks`, `fetch_warehouses` → `validate` → `merge` → `load` → `report`.
+`fetch_stocks`, `fetch_warehouse_stocks`, `fetch_warehouses` → `validate` → `approve_shrink` → `merge` → `load` → `report`.
+`approve_shrink` asks an operator (Browse → Required Actions) only when the shrink guard stopped the run.
 
 - Raw Ozon answers are staged per account and run; XCom carries only manifests.
 - A failed source does not stop the others: they are loaded, the run is **degraded** (ledger
@@ -28,6 +29,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, Param, task_group
 
+from ozon_inventory.approval import ShrinkApproval
 from ozon_inventory.methods import AUTO_ORDER, choices, method
 from ozon_inventory.tasks import (
     DAG_SETTINGS,
@@ -143,8 +145,14 @@ with DAG(
         """One seller account: its tasks fail or succeed on their own."""
         fetched = [fetch_stocks(account), fetch_warehouse_stocks(account), fetch_warehouses(account)]
         checked = validate(account)
+        approved = ShrinkApproval(
+            task_id="approve_shrink",
+            account=account,
+            hours=DAG_SETTINGS.shrink_approval_hours,
+            map_index_template="{{ task.account }}",
+        )
         loaded = load(account)
-        fetched >> checked >> merge(account) >> loaded
+        fetched >> checked >> approved >> merge(account) >> loaded
         [*fetched, loaded] >> report(account)
 
     migrate() >> account_sync.expand(account=accounts())

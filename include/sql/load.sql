@@ -401,10 +401,10 @@ GROUP BY scope, kind;
 -- One ledger row per account and run; the history figures add up over the run's loads.
 INSERT INTO ozon_sync_run (account, run_id, run_key, status, degraded, missing_sources, applied_sources,
     stale_sources, products, stock_rows, warehouse_rows, warehouses, rejects, mismatches, history_opened,
-    history_closed, sources, durations, loaded_at)
+    history_closed, sources, durations, shrink_decision, loaded_at)
 VALUES (%(account)s, %(run_id)s, %(run_key)s, %(status)s, %(degraded)s, %(missing)s, %(applied)s, %(stale)s,
     %(products)s, %(stock_rows)s, %(warehouse_rows)s, %(warehouses)s, %(rejects)s, %(mismatches)s,
-    %(history_opened)s, %(history_closed)s, %(sources)s, %(durations)s, now())
+    %(history_opened)s, %(history_closed)s, %(sources)s, %(durations)s, %(shrink_decision)s, now())
 ON CONFLICT (account, run_id) DO UPDATE
 SET run_key = EXCLUDED.run_key, status = EXCLUDED.status, degraded = EXCLUDED.degraded,
     missing_sources = EXCLUDED.missing_sources, applied_sources = EXCLUDED.applied_sources,
@@ -414,4 +414,5 @@ SET run_key = EXCLUDED.run_key, status = EXCLUDED.status, degraded = EXCLUDED.de
     -- a repeated load of the run writes nothing more; a completing one (after a degraded try) adds its rows
     history_opened = ozon_sync_run.history_opened + EXCLUDED.history_opened,
     history_closed = ozon_sync_run.history_closed + EXCLUDED.history_closed, sources = EXCLUDED.sources, durations = EXCLUDED.durations,
+    shrink_decision = coalesce(EXCLUDED.shrink_decision, ozon_sync_run.shrink_decision),
     loaded_at = now();

@@ -1,4 +1,4 @@
--- ozon-inventory schema, version 6 (ozon_inventory.schema.SCHEMA_VERSION). Run only to migrate: by
+-- ozon-inventory schema, version 7 (ozon_inventory.schema.SCHEMA_VERSION). Run only to migrate: by
 -- the DAG's `migrate` task when the database is at an older version (ozon_inventory/schema.py), or
 -- by a DBA as the schema's owner (`psql -f include/sql/schema.sql`). Idempotent (CREATE … IF NOT
 -- EXISTS, CREATE OR REPLACE VIEW, each later version's changes guarded by its row in
@@ -231,6 +231,17 @@ BEGIN
             PRIMARY KEY (account, kind)
         );
         INSERT INTO ozon_schema_version (version) VALUES (6);
+    END IF;
+END
+$$;
+
+-- Version 7: a load the shrink guard stopped and an operator approved (ozon_inventory/approval.py)
+-- keeps the decision in its ledger row: {"decision", "by", "at", "figures"}; NULL: nothing stopped.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM ozon_schema_version WHERE version = 7) THEN
+        ALTER TABLE ozon_sync_run ADD COLUMN IF NOT EXISTS shrink_decision jsonb;
+        INSERT INTO ozon_schema_version (version) VALUES (7);
     END IF;
 END
 $$;

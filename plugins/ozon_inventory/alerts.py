@@ -35,7 +35,7 @@ class Alert:
     """One thing to tell; ``fingerprint`` is what makes it new (the same fingerprint is not re-sent)."""
 
     account: str
-    kind: str  # degraded, shrink_guard, key_expiring, key_expired, method_switched, drift, schema_changed,
+    kind: str  # degraded, shrink_guard, shrink_approval, key_expiring, key_expired, method_switched, drift, schema_changed,
     # stock_events
     fingerprint: str
     subject: str

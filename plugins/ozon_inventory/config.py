@@ -28,6 +28,8 @@ class DagSettings:
     retries: int
     retry_delay_s: float
     fetch_timeout_min: float
+    #: how long a load the shrink guard stopped waits for an operator's decision; 0: fail at once
+    shrink_approval_hours: float
 
     @classmethod
     def from_env(cls) -> DagSettings:
@@ -38,6 +40,7 @@ class DagSettings:
             retries=_env_number("OZON_INVENTORY_RETRIES", 3, int),
             retry_delay_s=_env_number("OZON_INVENTORY_RETRY_DELAY", 60.0, float),
             fetch_timeout_min=_env_number("OZON_INVENTORY_FETCH_TIMEOUT_MIN", 30.0, float),
+            shrink_approval_hours=_env_number("OZON_INVENTORY_SHRINK_APPROVAL_HOURS", 6.0, float),
         )
 
 

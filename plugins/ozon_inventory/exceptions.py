@@ -152,9 +152,16 @@ class StagingWriteError(OzonInventoryError):
 
 
 class ShrinkGuardError(OzonInventoryError):
-    """A snapshot is far smaller than the account's last good one; loading it would wipe data."""
+    """A snapshot is far smaller than the account's last good one; loading it would wipe data.
+
+    ``figures``: per source that shrank, what was counted (``unit``), ``before`` and ``after``; what
+    an operator asked to approve the load is shown."""
 
     permanent = True
+
+    def __init__(self, message: str, figures: list[dict[str, object]] | None = None):
+        super().__init__(message)
+        self.figures = figures or []
 
 
 class SchemaVersionError(OzonInventoryError):

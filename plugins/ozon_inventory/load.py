@@ -99,16 +99,18 @@ def load_run(
     run_id: str,
     durations: dict[str, float] | None = None,
     connect: Callable[[], Any] | None = None,
+    shrink_decision: dict[str, Any] | None = None,
 ) -> LoadResult:
     """Apply the run's model files for ``staging.account``; commit once, or not at all.
 
     ``connect`` opens another connection to the same database: the largest history source is then
-    prepared on it, in parallel (:class:`_Ahead`).
+    prepared on it, in parallel (:class:`_Ahead`). ``shrink_decision``: an operator's approval of a
+    load the shrink guard stopped, for the ledger.
     """
     started = time.monotonic()
     for attempt in range(1, LOAD_ATTEMPTS + 1):
         try:
-            result = _load_once(conn, staging, report, run_id, durations or {}, connect)
+            result = _load_once(conn, staging, report, run_id, durations or {}, connect, shrink_decision)
             break
         except psycopg.errors.LockNotAvailable:
             held = lock_holders(conn, _BLOCKS_WRITES)
@@ -139,6 +141,7 @@ def _load_once(
     run_id: str,
     durations: dict[str, float],
     connect: Callable[[], Any] | None,
+    shrink_decision: dict[str, Any] | None,
 ) -> LoadResult:
     """One attempt: everything in one transaction, which a lock not granted in time rolls back."""
     started = time.monotonic()
@@ -188,7 +191,7 @@ def _load_once(
         result.counts = _counts(cur, sql, base)
         result.events = _events(cur, sql, base)
         result.duration_s = round(time.monotonic() - started, 3)
-        _record_run(cur, sql, base, staging.run_key, report, result, durations)
+        _record_run(cur, sql, base, staging.run_key, report, result, durations, shrink_decision)
     return result
 
 
@@ -830,6 +833,7 @@ def _record_run(
     report: ValidationReport,
     result: LoadResult,
     durations: dict[str, float],
+    shrink_decision: dict[str, Any] | None = None,
 ) -> None:
     """The run's ledger row (one per account and run; a repeated load updates it)."""
     sources = {s: asdict(r) for s, r in report.sources.items()}
@@ -850,6 +854,7 @@ def _record_run(
             "history_closed": result.history_closed,
             "sources": json.dumps(sources, ensure_ascii=False),
             "durations": json.dumps(durations | {"load": result.duration_s}),
+            "shrink_decision": json.dumps(shrink_decision, ensure_ascii=False) if shrink_decision else None,
         },
     )
 

@@ -25,7 +25,7 @@ from ozon_inventory.sql import sql_dir, statements
 log = logging.getLogger(__name__)
 
 #: The version ``include/sql/schema.sql`` migrates to, and the only one this code loads into.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 MIGRATE_LOCK_TIMEOUT_S = 2.0
 MIGRATE_ATTEMPTS = 5
 #: Lock modes that conflict with ACCESS EXCLUSIVE (what the migration's DDL takes): all of them.

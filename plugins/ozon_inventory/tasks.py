@@ -240,9 +240,10 @@ def validate(account: str) -> dict[str, Any]:
     Runs when the fetches are done, failed or not: a source that failed is reported missing and the
     others go on (the run is then degraded).
     """
+    from ozon_inventory.approval import DECISION, SHRINK, record_stop
     from ozon_inventory.load import previous_counts
     from ozon_inventory.schema import require_current
-    from ozon_inventory.validate import validate_run
+    from ozon_inventory.validate import ValidationReport, validate_run
 
     context, settings, staging = _context(account)
     started = time.monotonic()
@@ -250,7 +251,8 @@ def validate(account: str) -> dict[str, Any]:
         staging.reset("validated", "model", "load")
     else:  # the fetches' checks of their answers stay in validated/ and model/, to be reused
         staging.reset("load")
-        staging.remove("validated", "stop.json")
+        for stale in ("stop.json", SHRINK, DECISION):  # a validate run again decides again
+            staging.remove("validated", stale)
     _check_fetched_manifests(context, staging)
     fetched = [s for s in SOURCES if staging.manifest(s) is not None]
     if not fetched:
@@ -269,7 +271,16 @@ def validate(account: str) -> dict[str, Any]:
     skipped = set(SOURCES) - set(fetched) if _is_backfill(context) else set()
     try:
         report = validate_run(staging, previous, settings.shrink_threshold, settings.allow_shrink, skipped)
-    except (ShrinkGuardError, OzonSchemaChanged) as exc:  # a changed answer comes first, never allow_shrink
+    except ShrinkGuardError as exc:
+        staging.write_json("validated", "stop.json", {"reason": str(exc)})  # for report's alert
+        if DAG_SETTINGS.shrink_approval_hours <= 0:
+            raise
+        # the report and model files are written: approve_shrink asks whether to load them
+        record_stop(staging, exc)
+        report = ValidationReport.from_dict(staging.read_json("validated", "report.json"))
+        context["ozon_label"] = "shrink: waits for approval"  # type: ignore[typeddict-unknown-key]
+        log.warning("account %s: %s", account, exc)
+    except OzonSchemaChanged as exc:  # a changed answer comes first, never allow_shrink
         staging.write_json("validated", "stop.json", {"reason": str(exc)})  # for report's alert
         raise
     summary = {
@@ -321,11 +332,14 @@ def _rebuild_compacted(staging: StagingArea, merged: bool) -> None:
 @task(**(_LOCAL | {"outlets": [STOCK_ALIAS]}))
 def load(account: str) -> dict[str, Any]:
     """Replace the account's snapshot in one transaction; history for changes; the run ledger."""
+    from ozon_inventory.approval import unapproved
     from ozon_inventory.load import load_run
     from ozon_inventory.validate import ValidationReport
 
     context, settings, staging = _context(account)
     staging.reset("load")
+    if (why := unapproved(staging)) is not None:  # approve_shrink said no, or was skipped
+        raise ShrinkGuardError(why)
     report = ValidationReport.from_dict(staging.read_json("validated", "report.json"))
     durations = {f"fetch_{s}": m.duration_s for s in SOURCES if (m := staging.manifest(s)) is not None}
     durations["validate"] = staging.read_json("validated", "summary.json").get("duration_s", 0.0)
@@ -339,6 +353,7 @@ def load(account: str) -> dict[str, Any]:
             context["dag_run"].run_id,
             durations,
             connect=lambda: _postgres(settings.postgres_conn_id),  # prepares a source in parallel
+            shrink_decision=_decision(staging),
         )
     # Committed: from here on nothing fails the task, as a failure would show a loaded account failed.
     with _after_commit(account, "writing load/result.json (report reads the load's XCom instead)"):
@@ -370,6 +385,14 @@ def load(account: str) -> dict[str, Any]:
                 },
             )
     return result.as_dict()
+
+
+def _decision(staging: StagingArea) -> dict[str, Any] | None:
+    """An operator's approval of a load the shrink guard stopped, with the guard's figures."""
+    from ozon_inventory.approval import DECISION, SHRINK, read
+
+    made, stopped = read(staging, DECISION), read(staging, SHRINK)
+    return None if made is None else made | {"figures": (stopped or {}).get("figures", [])}
 
 
 @contextmanager

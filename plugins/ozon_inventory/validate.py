@@ -659,7 +659,7 @@ def _shrink_guard(
     that error comes first, ``OzonSchemaChanged``, whatever ``allow_shrink`` says (loading it would
     empty the source), and nothing advises ``allow_shrink``.
     """
-    problems = []
+    problems, figures = [], []
     for spec in REGISTRY:
         src, before = report.sources.get(spec.name), previous.get(spec.name)
         if spec.shrink is None or src is None or src.status != "ok" or before is None:
@@ -687,11 +687,14 @@ def _shrink_guard(
                     f"the rejected rows in {rejects}",
                 )
             problems.append(shrank)
+            figures.append({"source": spec.name, "unit": spec.shrink.unit, "before": was, "after": now})
     if problems and not allow:
         raise ShrinkGuardError(
             f"account {report.account}, run {report.run_key}: snapshot shrank by more than "
             f"{threshold:.0%} ({'; '.join(problems)}); nothing was loaded. If the catalogue really "
-            "shrank, trigger the run again with the param allow_shrink=true."
+            "shrank, approve this run's load (the approve_shrink task, while it waits) or trigger the "
+            "run again with the param allow_shrink=true.",
+            figures,
         )
     if problems:
         log.warning(

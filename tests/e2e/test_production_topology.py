@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # The runs' logical dates, from the tests' calendar: the first run, the degraded run, and two backfill
 # dates with no archive; then the big account's, the dead method's and the auto method's runs.
 FIRST, SECOND, THIRD, FOURTH = (clock.day(n) for n in (10, 11, 12, 13))
-BIG_RUN, DEAD_RUN, AUTO_RUN = (clock.day(n) for n in (20, 21, 22))
+BIG_RUN, DEAD_RUN, AUTO_RUN, SHRUNK_RUN = (clock.day(n) for n in (20, 21, 22, 23))
 
 
 def logical(moment) -> str:
@@ -442,3 +442,44 @@ def test_dead_method_is_left_alone_and_the_run_fails_soon(stack):
     assert auto_state == "success", cluster.task_states(DAG_ID, auto_run)
     assert auto_seen["per_method"].get(V2_ANALYTICS, 0) <= DEAD_METHOD_MAX_REQUESTS, auto_seen
     assert ledger == ("complete", V1_ANALYTICS, V2_ANALYTICS)
+
+
+def test_a_shrink_waits_for_an_operator_who_approves_it_through_the_rest_api(stack):
+    """The catalogue loses most of its products: the run parks ``approve_shrink`` in Required Actions
+    with the guard's figures; the operator approves it (``PATCH …/hitlDetails``, as Airflow's page
+    does) and this run's staged answers load, with no new request to Ozon; the ledger says who."""
+    _degraded_then_cleared(stack)
+    cluster, sim = stack.cluster, stack.sims[OPS].sim
+    catalogue = sim.accounts[ACCOUNTS[OPS][0]].catalogue
+    catalogue.remove_products(len(catalogue.products) - 40)
+    run_id = cluster.trigger(DAG_ID, logical(SHRUNK_RUN))
+    task = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/account.approve_shrink/0"
+    cluster.wait_for(
+        lambda: cluster.task_states(DAG_ID, run_id).get(("account.approve_shrink", 0)) == "awaiting_input",
+        180,
+        "approve_shrink to wait for input",
+        interval=1.0,
+    )
+    # A person answers seconds later, not within the scheduler's next loop: an answer in the second
+    # the task parks races the parking process's own exit event, and Airflow 3.3 then fails the
+    # resumed task ("finished with state success, but the task instance's state attribute is queued").
+    time.sleep(5)
+    asked = cluster.api("GET", f"{task}/hitlDetails")
+    requests_then = len(sim.request_log())
+    assert "| stocks | products | 175 | 40 | -77% |" in asked["body"], asked
+    assert asked["options"] == ["Approve", "Reject"] and asked["response_received"] is False
+    started = time.monotonic()
+    cluster.api("PATCH", f"{task}/hitlDetails", json={"chosen_options": ["Approve"], "params_input": {}})
+    assert cluster.wait_run(DAG_ID, run_id) == "success", cluster.task_states(DAG_ID, run_id)
+    stack.record(
+        "shrink_approval", {"seconds_from_approval_to_success": round(time.monotonic() - started, 1)}
+    )
+    assert len(sim.request_log()) == requests_then  # loaded from this run's staged answers
+    with stack.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM ozon_product WHERE account = %s", (OPS,)).fetchone() == (
+            40,
+        )
+        (decision,) = conn.execute(
+            "SELECT shrink_decision FROM ozon_sync_run WHERE account = %s AND run_id = %s", (OPS, run_id)
+        ).fetchone()
+    assert decision["decision"] == "approved" and decision["by"] == cluster.username, decision

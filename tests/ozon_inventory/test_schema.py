@@ -17,7 +17,8 @@ V6_TABLES = ("ozon_rate_budget", "ozon_account_key", "ozon_alert_state")
 def at_version_5(conn) -> None:
     """The schema as version 5 of the code left it."""
     conn.execute(f"DROP TABLE {', '.join(V6_TABLES)}")
-    conn.execute("DELETE FROM ozon_schema_version WHERE version = 6")
+    conn.execute("ALTER TABLE ozon_sync_run DROP COLUMN shrink_decision")
+    conn.execute("DELETE FROM ozon_schema_version WHERE version > 5")
     conn.commit()
 
 
