@@ -28,6 +28,7 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from ozon_inventory.advice import action
 from ozon_inventory.config import DagSettings, RunSettings, refuse_shared_client_ids, run_settings
 from ozon_inventory.exceptions import (
     ConfigError,
@@ -406,6 +407,7 @@ def report(account: str) -> dict[str, Any]:
     except StagingError:  # the load may have committed without writing it: its XCom then tells
         result = _load_xcom(context)
     _raise_alerts(context, settings, staging, account, result)
+    failed = _tell_outcome(context, staging, account, result)
     if result is None:
         context["ozon_label"] = "failed: nothing loaded"  # type: ignore[typeddict-unknown-key]
         raise AirflowFailException(
@@ -427,10 +429,26 @@ def report(account: str) -> dict[str, Any]:
         context["ozon_label"] = f"degraded: {', '.join(result['missing'])} failed"  # type: ignore[typeddict-unknown-key]
         raise AirflowFailException(
             f"account {account}: degraded run, {', '.join(result['missing'])} failed and kept its last good rows; "
-            f"loaded {', '.join(result['applied']) or 'nothing'}. Clear the failed fetch task with its downstream "
-            "tasks to complete the snapshot."
+            f"loaded {', '.join(result['applied']) or 'nothing'}. To complete the snapshot: "
+            + action({s: failed.get(s) for s in result["missing"]}, account)
         )
     return result
+
+
+def _tell_outcome(
+    context: Context, staging: StagingArea, account: str, result: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Why the account's sources failed (``fetch.failures``), kept as the report's XCom ``outcome``
+    even when the report fails: the operators' page reads it for a run that loaded nothing."""
+    from ozon_inventory.fetch import failures
+
+    failed = failures(staging)
+    status = "failed" if result is None else str(result.get("status"))
+    try:
+        context["ti"].xcom_push("outcome", {"status": status, "conn_id": account, "errors": failed})
+    except Exception as exc:  # noqa: BLE001 - the page then names the failed tasks only
+        log.warning("account %s: could not keep the run's outcome for the page: %s", account, exc)
+    return failed
 
 
 def _load_xcom(context: Context) -> dict[str, Any] | None:
