@@ -498,6 +498,9 @@ def _row(entry: Account, now: datetime) -> dict[str, Any]:
         link_run = facts.run_id
         if facts.failed_tasks:
             task_link = task_path(facts.run_id, f"account.{facts.failed_tasks[0]}", facts.map_index)
+    elif entry.status == "degraded" and facts is not None and facts.run_id == entry.run_id and entry.missing:
+        # the ledger's run is Airflow's last finished one: its failed fetch, where the log says more
+        task_link = task_path(facts.run_id, f"account.fetch_{entry.missing[0]}", facts.map_index)
     return {
         "account": entry.account,
         "name": account_name(entry.account),  # the account's segment in this app's routes

@@ -137,6 +137,23 @@ def test_auto_and_off_defer_to_the_variable_then_the_default(monkeypatch):
     assert pinned.warehouse_stock_method == "v2"  # a named method in the run wins over the Variable
 
 
+def test_the_trigger_form_offers_the_alert_channels(monkeypatch):
+    """alert_email and alert_notifier are params, as the README says: a run's value wins, an empty
+    field defers to the Variable."""
+    from ozon_inventory_sync import dag
+
+    from ozon_inventory.config import run_settings
+
+    assert {"alert_email", "alert_notifier"} <= set(dag.params)
+    assert dag.params["alert_email"] is None and dag.params["alert_notifier"] is None
+    monkeypatch.setenv("AIRFLOW_VAR_OZON_INVENTORY_ALERT_EMAIL", "ops@example.test")
+    assert run_settings(tasks._run_params({"alert_email": None})).alert_email == "ops@example.test"
+    chosen = run_settings(tasks._run_params({"alert_email": "night@example.test"}))
+    assert chosen.alert_email == "night@example.test"
+    spec = '{"class": "x.Y"}'
+    assert run_settings(tasks._run_params({"alert_notifier": spec})).alert_notifier == spec
+
+
 def test_load_emits_an_asset_event_per_account_through_the_alias():
     from ozon_inventory_sync import dag
 

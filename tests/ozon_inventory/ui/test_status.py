@@ -206,3 +206,11 @@ def test_an_account_removed_from_the_accounts_list(page, loaded, monkeypatch):
         "acc_degraded",
         "acc_ok",
     ]
+
+
+def test_a_degraded_row_links_its_failed_fetch(page, loaded):
+    runs, page.facts = history(loaded)
+    row = next(a for a in page.json("/api/accounts")["accounts"] if a["account"] == "acc_degraded")
+    assert row["task_link"] == (
+        f"dags/ozon_inventory_sync/runs/{runs[1].run_id}/tasks/account.fetch_warehouse_stocks/mapped/2"
+    )

@@ -12,13 +12,17 @@ const Router = globalThis.ReactRouterDOM;
 
 const DAG_ID = "ozon_inventory_sync";
 const API = new URL("../api/", import.meta.url);
-const STATUSES = ["failed", "degraded", "stale", "pending", "complete"];
+const STATUSES = ["failed", "degraded", "stale", "pending", "complete", "removed"];
+const NOTHING_TO_DO = "nothing to do";
 const COLORS = {
   failed: "#d93025",
   degraded: "#e8710a",
   stale: "#b58900",
   pending: "#80868b",
   complete: "#188038",
+  removed: "#9aa0a6",
+  running: "#1a73e8",
+  warning: "#b06000",
 };
 const BAR = { free_to_sell: "#188038", promised: "#1a73e8", reserved: "#e8710a" };
 const FG = "var(--chakra-colors-fg, #1a202c)";
@@ -118,6 +122,26 @@ function when(iso) {
   return d.toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" });
 }
 
+function clock(iso) {
+  if (!iso) return "—";
+  return new Date(iso).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", hour12: false });
+}
+
+// "failing for 4 runs since 04:57" (the day too when it began before today)
+function failingText(failing) {
+  if (!failing) return "";
+  const since = new Date(failing.since);
+  const today = new Date().toDateString() === since.toDateString();
+  const at = today ? clock(failing.since) : `${since.toLocaleDateString()} ${clock(failing.since)}`;
+  return `failing for ${failing.runs} ${failing.runs === 1 ? "run" : "runs"} since ${at}`;
+}
+
+// Ozon's words for one failed source: "stocks: Invalid Api-Key (HTTP 404, code 5)"
+function causeText(c) {
+  const codes = [c.status ? `HTTP ${c.status}` : "", c.code !== null && c.code !== undefined ? `code ${c.code}` : ""].filter(Boolean).join(", ");
+  return `${c.source}: ${c.message || "failed (see the task's log)"}${codes ? ` (${codes})` : ""}`;
+}
+
 function num(n) {
   return n === null || n === undefined ? "—" : Number(n).toLocaleString();
 }
@@ -144,6 +168,56 @@ function StatusBadge({ status, testId }) {
       },
     },
     status,
+  );
+}
+
+function RunningBadge({ running }) {
+  if (!running) return null;
+  return h(
+    UiLink,
+    { path: running.run_link, testId: "running", title: `run ${running.run_id} is in progress; the status is the last finished run's` },
+    h(
+      "span",
+      {
+        style: { display: "inline-block", marginLeft: "4px", padding: "0 6px", borderRadius: "10px", fontSize: "11px", color: "#fff", background: COLORS.running },
+      },
+      "running",
+    ),
+  );
+}
+
+function KeyBadge({ warning }) {
+  if (!warning) return null;
+  const days = Math.max(0, Math.floor(warning.days_left));
+  const text = warning.expired ? "key expired" : `key expires in ${days} ${days === 1 ? "day" : "days"}`;
+  return h(
+    "span",
+    {
+      "data-testid": "key-warning",
+      title: `the Api-Key expires ${when(warning.expires_at)}: issue a new one in Seller Center → Settings → API keys and update the account's connection`,
+      style: { display: "inline-block", padding: "0 6px", borderRadius: "10px", fontSize: "11px", fontWeight: 600, color: "#fff", background: warning.expired ? COLORS.failed : COLORS.warning },
+    },
+    text,
+  );
+}
+
+// Why, since when and what to do: under the account's name, and in its details
+function Diagnosis({ row, full }) {
+  const causes = row.causes || [];
+  const action = row.action && (full || row.action !== NOTHING_TO_DO) ? row.action : null;
+  if (!row.failing && causes.length === 0 && !action) return null;
+  return h(
+    "div",
+    { style: { fontSize: "12px", maxWidth: full ? "900px" : "340px" }, "data-testid": "diagnosis" },
+    row.failing ? h("div", { "data-testid": "failing", style: { color: COLORS.failed, fontWeight: 600 } }, failingText(row.failing)) : null,
+    causes.length
+      ? h(
+          "ul",
+          { style: { margin: "2px 0", paddingLeft: "16px" } },
+          causes.map((c) => h("li", { key: c.source, "data-testid": "cause", "data-kind": c.kind, "data-source": c.source }, causeText(c))),
+        )
+      : null,
+    action ? h("div", { "data-testid": "action" }, h("strong", null, "What to do: "), action) : null,
   );
 }
 
@@ -260,7 +334,7 @@ function Sources({ sources }) {
         { key: s.source, "data-testid": "source", "data-source": s.source, title: s.method || "", style: { whiteSpace: "nowrap" } },
         h("span", { style: { color: s.missing ? COLORS.degraded : FG, fontWeight: s.missing ? 600 : 400 } }, s.source),
         " ",
-        h("span", { style: { color: MUTED } }, s.as_of ? `${ago(s.age_s)} ago` : "never"),
+        h("span", { style: { color: MUTED } }, s.as_of ? `${ago(s.age_s)} ago` : "never loaded"),
         s.missing ? h("span", { style: { color: COLORS.degraded } }, " · failed") : null,
       ),
     ),
@@ -325,11 +399,15 @@ function RejectRows({ name, runId, reason, source }) {
   );
 }
 
-function Mismatches({ name }) {
+function Mismatches({ name, status }) {
   const { data, error } = useData(`accounts/${encodeURIComponent(name)}/mismatches`, { limit: 20 });
   if (error) return h("p", { style: { color: COLORS.failed } }, error);
   if (!data) return h("p", null, "Loading…");
-  if (data.total === 0) return h("p", { "data-testid": "mismatch-rows" }, "The current tables agree for every FBO SKU.");
+  if (data.compared === false) return h("p", { "data-testid": "mismatch-rows" }, `Not compared: ${data.why}.`);
+  if (data.total === 0) {
+    const what = status === "failed" ? "The tables kept from the last good load agree" : "The current tables agree";
+    return h("p", { "data-testid": "mismatch-rows" }, `${what} for every FBO SKU.`);
+  }
   return h(
     "div",
     { "data-testid": "mismatch-rows" },
@@ -371,7 +449,8 @@ function AccountDetail({ account, name, openRejects }) {
   return h(
     "div",
     { "data-testid": "account-detail", "data-account": account, style: { padding: "8px 4px" } },
-    data.reason ? h("p", { "data-testid": "status-reason" }, h(StatusBadge, { status: data.status }), " ", data.reason) : null,
+    h("p", { "data-testid": "status-reason" }, h(StatusBadge, { status: data.status }), h(RunningBadge, { running: data.running }), " ", data.reason || ""),
+    h(Diagnosis, { row: data, full: true }),
     h(
       "p",
       { style: { fontSize: "13px" } },
@@ -380,7 +459,7 @@ function AccountDetail({ account, name, openRejects }) {
       data.run_link ? [" · ", h(UiLink, { key: "l", path: data.run_link, testId: "detail-run-link" }, "run in the grid")] : null,
       data.task_link ? [" · ", h(UiLink, { key: "t", path: data.task_link }, "failed task")] : null,
       data.key_expires_at !== undefined
-        ? [" · Api-Key expires ", h("span", { key: "k", "data-testid": "key-expiry" }, data.key_expires_at ? when(data.key_expires_at) : "unknown")]
+        ? [" · Api-Key expires ", h("span", { key: "k", "data-testid": "key-expiry" }, data.key_expires_at ? when(data.key_expires_at) : "unknown"), " ", h(KeyBadge, { key: "b", warning: data.key_warning })]
         : null,
     ),
     h(
@@ -466,9 +545,14 @@ function AccountDetail({ account, name, openRejects }) {
     ),
     h(
       Section,
-      { title: `Cross-source mismatches of the last run: ${num(data.mismatches)}`, testId: "mismatches" },
+      {
+        title: data.mismatches_compared === false
+          ? "Cross-source mismatches: not compared"
+          : `Cross-source mismatches now: ${num(data.mismatches_now)} (the last load counted ${num(data.mismatches)})`,
+        testId: "mismatches",
+      },
       h("button", { style: button, onClick: () => setShowMismatches(!showMismatches), "data-testid": "show-mismatches" }, showMismatches ? "hide" : "show the SKUs that differ now"),
-      showMismatches ? h(Mismatches, { name }) : null,
+      showMismatches ? h(Mismatches, { name, status: data.status }) : null,
     ),
     h(
       Section,
@@ -507,7 +591,7 @@ function AccountRow({ row, showKey, open, onToggle }) {
     h(
       "tr",
       { "data-testid": "account-row", "data-account": row.account, "data-status": row.status },
-      h("td", { style: cell }, h(StatusBadge, { status: row.status })),
+      h("td", { style: { ...cell, whiteSpace: "nowrap" } }, h(StatusBadge, { status: row.status }), h(RunningBadge, { running: row.running })),
       h(
         "td",
         { style: cell },
@@ -521,7 +605,8 @@ function AccountRow({ row, showKey, open, onToggle }) {
           },
           (open ? "▾ " : "▸ ") + row.account,
         ),
-        row.reason ? h("div", { style: { fontSize: "12px", color: MUTED, maxWidth: "280px" }, "data-testid": "reason" }, row.reason) : null,
+        row.reason ? h("div", { style: { fontSize: "12px", color: MUTED, maxWidth: "340px" }, "data-testid": "reason" }, row.reason) : null,
+        h(Diagnosis, { row }),
       ),
       h(
         "td",
@@ -530,7 +615,11 @@ function AccountRow({ row, showKey, open, onToggle }) {
         row.task_link ? h("div", null, h(UiLink, { path: row.task_link, testId: "task-link" }, "failed task")) : null,
         h("div", { style: { color: MUTED } }, when(row.loaded_at)),
       ),
-      h("td", { style: { ...cell, whiteSpace: "nowrap" }, "data-testid": "age" }, row.snapshot_as_of ? ago(row.age_s) : "—"),
+      h(
+        "td",
+        { style: { ...cell, whiteSpace: "nowrap" }, "data-testid": "age" },
+        row.snapshot_as_of ? ago(row.age_s) : row.never_loaded && row.never_loaded.length ? "never loaded" : "—",
+      ),
       h("td", { style: cell }, h(Sources, { sources: row.sources })),
       h(
         "td",
@@ -549,7 +638,7 @@ function AccountRow({ row, showKey, open, onToggle }) {
       h("td", { style: { ...cell, color: row.mismatches ? COLORS.degraded : MUTED }, "data-testid": "mismatches-count" }, num(row.mismatches)),
       h("td", { style: cell }, h(Requests, { figures: row.requests })),
       showKey
-        ? h("td", { style: { ...cell, fontSize: "12px" }, "data-testid": "key-expiry" }, row.key_expires_at ? when(row.key_expires_at) : "—")
+        ? h("td", { style: { ...cell, fontSize: "12px" }, "data-testid": "key-expiry" }, row.key_expires_at ? when(row.key_expires_at) : "—", row.key_warning ? h("div", null, h(KeyBadge, { warning: row.key_warning })) : null)
         : null,
       h("td", { style: cell }, h(Sparkline, { points: row.sparkline })),
     ),
@@ -590,7 +679,7 @@ function Counts({ counts, status, setStatus }) {
 
 function Page({ dagId }) {
   const [page, setPage] = useState(1);
-  const [query, setQuery] = useState("");
+  const [query, setQuery] = useState(() => new URLSearchParams(globalThis.location ? globalThis.location.search : "").get("q") || "");
   const [status, setStatus] = useState("");
   const [open, setOpen] = useState({});
   const params = useMemo(() => ({ page, page_size: 25, q: query, status }), [page, query, status]);
@@ -631,6 +720,9 @@ function Page({ dagId }) {
       : null,
     data && data.accounts.length > 0
       ? h(
+          "div",
+          { style: { overflowX: "auto", maxWidth: "100%" } },
+          h(
           "table",
           { style: { borderCollapse: "collapse", width: "100%", fontSize: "13px" }, "data-testid": "accounts" },
           h(
@@ -656,6 +748,7 @@ function Page({ dagId }) {
                 onToggle: (what) => setOpen({ ...open, [row.account]: what }),
               }),
             ),
+          ),
           ),
         )
       : null,
@@ -701,7 +794,15 @@ function Widget() {
           "ul",
           { style: { margin: 0, paddingLeft: "18px", fontSize: "13px" } },
           data.worst.map((a) =>
-            h("li", { key: a.account, "data-testid": "widget-account" }, h("strong", null, a.account), ` ${a.status}`, a.reason ? ` — ${a.reason}` : ""),
+            h(
+              "li",
+              { key: a.account, "data-testid": "widget-account", "data-account": a.account, "data-status": a.status },
+              h(UiLink, { path: `plugin/ozon-inventory?q=${encodeURIComponent(a.account)}`, testId: "widget-account-link" }, h("strong", null, a.account)),
+              ` ${a.status}`,
+              h(RunningBadge, { running: a.running }),
+              a.failing ? ` · ${failingText(a.failing)}` : "",
+              a.reason ? ` — ${a.reason}` : "",
+            ),
           ),
         )
       : null,
