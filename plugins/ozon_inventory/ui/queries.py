@@ -235,6 +235,10 @@ def accounts(
     return sorted(found.values(), key=lambda a: a.rank)
 
 
+def _source_order(source: str) -> int:
+    return SOURCES.index(source) if source in SOURCES else len(SOURCES)
+
+
 def _newer_run(entry: Account) -> bool:
     """Whether the account's last finished Airflow run came after its last load (so the ledger's
     row is not that run's)."""
@@ -260,7 +264,7 @@ def _judge(entry: Account, now: datetime, limit: timedelta, ledger_errors: Mappi
         return
     if facts is not None and facts.outcome == "failed" and _newer_run(entry):
         entry.status = "failed"
-        records: dict[str, Any] = dict(facts.errors)
+        records: dict[str, Any] = dict(sorted(facts.errors.items(), key=lambda item: _source_order(item[0])))
         if not records:  # no recorded cause (a run before causes were kept): the failed tasks say
             records = {t.removeprefix("fetch_"): None for t in facts.failed_tasks} or {
                 "the failed task": None
@@ -280,7 +284,7 @@ def _judge(entry: Account, now: datetime, limit: timedelta, ledger_errors: Mappi
     entry.action = NOTHING_TO_DO
     if entry.ledger_status == "degraded" or entry.missing:
         entry.status = "degraded"
-        records = {s: ledger_errors.get(s) for s in entry.missing}
+        records = {s: ledger_errors.get(s) for s in sorted(entry.missing, key=_source_order)}
         entry.causes = [cause(s, r) for s, r in records.items()]
         parts = []
         for c in entry.causes:

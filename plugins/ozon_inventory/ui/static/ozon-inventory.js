@@ -201,9 +201,10 @@ function KeyBadge({ warning }) {
   );
 }
 
-// Why, since when and what to do: under the account's name, and in its details
+// Why, since when and what to do: under the account's name (whose reason already quotes Ozon), and
+// in its details with each failed source's error
 function Diagnosis({ row, full }) {
-  const causes = row.causes || [];
+  const causes = full ? row.causes || [] : [];
   const action = row.action && (full || row.action !== NOTHING_TO_DO) ? row.action : null;
   if (!row.failing && causes.length === 0 && !action) return null;
   return h(
@@ -214,7 +215,7 @@ function Diagnosis({ row, full }) {
       ? h(
           "ul",
           { style: { margin: "2px 0", paddingLeft: "16px" } },
-          causes.map((c) => h("li", { key: c.source, "data-testid": "cause", "data-kind": c.kind, "data-source": c.source }, causeText(c))),
+          causes.map((c) => h("li", { key: c.source, "data-testid": "cause", "data-kind": c.kind, "data-failed-source": c.source }, causeText(c))),
         )
       : null,
     action ? h("div", { "data-testid": "action" }, h("strong", null, "What to do: "), action) : null,
