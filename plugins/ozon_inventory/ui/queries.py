@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from ozon_inventory.advice import NOTHING_TO_DO, action, kind_of_record
+from ozon_inventory.advice import NOTHING_TO_DO, action, advice, kind_of_record
 from ozon_inventory.methods import METHODS
 from ozon_inventory.naming import LONG_ID, LONG_MARK, account_name, account_of
 
@@ -232,7 +232,27 @@ def accounts(
         else:
             entry.removed = entry.airflow is not None and not entry.airflow.listed
         _judge(entry, now, limit, errors.get(entry.account, {}))
+    failed = [a.account for a in found.values() if a.status == "failed"]
+    if failed and has_schema(conn):
+        expiry = key_expiry(conn, key_expiry_source(conn), failed)
+        for account, expires_at in expiry.items():
+            if expires_at is not None and expires_at <= now:
+                _key_expired(found[account], expires_at)
     return sorted(found.values(), key=lambda a: a.rank)
+
+
+def _key_expired(entry: Account, expires_at: datetime) -> None:
+    """A failed account whose Api-Key has expired: that is the cause (the fetches refuse to send a
+    dead key, so Ozon said nothing), and the action is a new key."""
+    said = f"the Api-Key expired on {expires_at.date().isoformat()}"
+    entry.causes = [
+        {"source": "key", "kind": "key_expired", "method": None, "status": None, "code": None}
+        | {"message": said, "field": None}
+    ]
+    entry.reason = f"{said}; " + entry.reason
+    entry.action = advice(
+        "key_expired", entry.account, "fetch_stocks, fetch_warehouse_stocks and fetch_warehouses"
+    )
 
 
 def _source_order(source: str) -> int:

@@ -7,6 +7,7 @@ database holds them; the target database is the one the real stages loaded (``co
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -214,3 +215,27 @@ def test_a_degraded_row_links_its_failed_fetch(page, loaded):
     assert row["task_link"] == (
         f"dags/ozon_inventory_sync/runs/{runs[1].run_id}/tasks/account.fetch_warehouse_stocks/mapped/2"
     )
+
+
+def test_a_failed_account_whose_key_expired_says_so(page, loaded):
+    """The fetches refuse to send an expired key (nothing reaches Ozon, no error of Ozon's): the
+    page tells the expiry and the one action, a new key."""
+    _, facts = history(loaded)
+    page.facts = {"acc_badkey": replace(facts["acc_badkey"], errors={})}
+    with psycopg.connect(loaded.dsn) as conn:
+        conn.execute(statements("keys")["create"])
+        conn.execute(
+            "INSERT INTO ozon_account_key VALUES ('acc_badkey', '1', %s, now(), '{}')",
+            (clock.NOW - timedelta(days=2),),
+        )
+    try:
+        row = next(a for a in page.json("/api/accounts")["accounts"] if a["account"] == "acc_badkey")
+        assert row["status"] == "failed" and [c["kind"] for c in row["causes"]] == ["key_expired"]
+        day = (clock.NOW - timedelta(days=2)).date().isoformat()
+        assert row["reason"].startswith(f"the Api-Key expired on {day}; ")
+        assert row["action"].startswith("issue a new Api-Key in Seller Center → Settings → API keys")
+        assert "Airflow connection acc_badkey" in row["action"]
+        assert row["key_warning"]["expired"] is True
+    finally:
+        with psycopg.connect(loaded.dsn) as conn:
+            conn.execute("DROP TABLE ozon_account_key")
