@@ -535,6 +535,12 @@ def test_the_page_in_a_real_browser(ui_stack):
             # The DAG's tab.
             page.goto(f"{cluster.url}/dags/{DAG_ID}/plugin/ozon-inventory-dag")
             expect(page.get_by_test_id("account-row")).to_have_count(25)
+            # narrower than the table, the tab scrolls it: its last column can be brought into view
+            page.set_viewport_size({"width": 1400, "height": 1100})
+            last = page.locator("[data-testid=accounts] th", has_text="total stock")
+            last.scroll_into_view_if_needed()
+            box = last.bounding_box()
+            assert box is not None and box["x"] + box["width"] <= 1400, box
             page.screenshot(path=shots / "06-dag-tab.png", full_page=True)
         finally:
             browser.close()

@@ -85,7 +85,7 @@ def account_runs(session: Session, dag_id: str = DAG_ID, runs: int = RUNS) -> di
         )
     ).all():
         states[(ti.run_id, ti.map_index)][ti.task_id] = _text(ti.state) if ti.state else None
-    return facts_of(recent, listed, states, outcomes)
+    return facts_of(recent, listed, states, outcomes, window_full=len(recent) >= runs)
 
 
 def outcome_of(tasks: dict[str, str | None]) -> str:
@@ -105,13 +105,15 @@ def facts_of(
     listed: dict[str, list[str]],
     states: dict[tuple[str, int], dict[str, str | None]],
     outcomes: dict[tuple[str, int], dict[str, Any]] | None = None,
+    window_full: bool = False,
 ) -> dict[str, AirflowFacts]:
     """Each account's facts from the runs (newest first), the accounts each run lists, the task
     states per (run, map index) and the reports' ``outcome`` XComs.
 
     The status shown is the last *finished* outcome: a run in progress (whose fetch may already
     have failed, or not have started) says nothing yet, so it is only named beside it. The streak
-    counts the account's finished runs, newest back, that failed or were degraded."""
+    counts the account's finished runs, newest back, that failed or were degraded; when it reaches
+    back to the oldest run looked at (``window_full``: older runs exist) it is a lower bound."""
     outcomes = outcomes or {}
     newest_list = next((listed[r.run_id] for r in recent if r.run_id in listed), [])
     seen: dict[str, list[tuple[Run, int, str]]] = defaultdict(list)
@@ -129,6 +131,7 @@ def facts_of(
             if outcome not in ("failed", "degraded"):
                 break
             streak.append(run)
+        at_least = window_full and bool(streak) and len(streak) == len(finished)
         if finished:
             run, index, outcome = finished[0]
         else:
@@ -144,6 +147,7 @@ def facts_of(
             running_run_id=running[0].run_id if running else None,
             failing_runs=len(streak),
             failing_since=since,
+            failing_at_least=at_least,
             errors=dict((outcomes.get((run.run_id, index)) or {}).get("errors") or {}),
             listed=account in newest_list,
             started=run.started,

@@ -65,6 +65,7 @@ class AirflowFacts:
     running_run_id: str | None = None  # a newer run of it in progress, shown beside the outcome
     failing_runs: int = 0  # finished runs, newest back, that failed or were degraded
     failing_since: datetime | None = None  # when the first of them started
+    failing_at_least: bool = False  # the streak goes back past the oldest run looked at
     errors: dict[str, Any] = field(default_factory=dict)  # source -> why it failed (report's XCom)
     listed: bool = True  # whether the newest run lists the account
     started: datetime | None = None  # when the run started (``run_after`` until it did)
@@ -92,6 +93,7 @@ class Account:
     action: str = ""
     failing_runs: int = 0
     failing_since: datetime | None = None
+    failing_at_least: bool = False
 
     @property
     def never_loaded(self) -> list[str]:
@@ -275,6 +277,7 @@ def _judge(entry: Account, now: datetime, limit: timedelta, ledger_errors: Mappi
     conn_id = entry.account  # an account is its Ozon connection's id
     if facts is not None and facts.failing_runs:
         entry.failing_runs, entry.failing_since = facts.failing_runs, facts.failing_since
+        entry.failing_at_least = facts.failing_at_least
     if entry.removed:
         entry.status = "removed"
         entry.reason = "removed from the accounts list" + (
@@ -292,7 +295,7 @@ def _judge(entry: Account, now: datetime, limit: timedelta, ledger_errors: Mappi
         entry.causes = [cause(source, record) for source, record in records.items()]
         kept = "the previous snapshot is kept" if entry.ledger_status else "nothing was ever loaded"
         said = _said(entry.causes) or (", ".join(facts.failed_tasks) or "a task") + " failed"
-        entry.reason = f"{said} in run {facts.run_id}; {kept}"
+        entry.reason = f"{said} in the last finished run; {kept}"  # the run: the row's grid link
         entry.action = action(records, conn_id)
         return
     if entry.ledger_status is None:
@@ -561,7 +564,11 @@ def _row(entry: Account, now: datetime) -> dict[str, Any]:
             else None
         ),
         "failing": (
-            {"runs": entry.failing_runs, "since": iso(entry.failing_since)}
+            {
+                "runs": entry.failing_runs,
+                "since": iso(entry.failing_since),
+                "at_least": entry.failing_at_least,
+            }
             if entry.failing_runs and entry.status in ("failed", "degraded")
             else None
         ),

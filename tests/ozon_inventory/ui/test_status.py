@@ -44,6 +44,12 @@ DEGRADED = states(fetch_warehouse_stocks="failed", report="failed")
 
 
 def history(loaded: Any) -> tuple[list[Run], dict[str, Any]]:
+    """The runs of ``runs_of`` and the facts Airflow's metadata of them gives."""
+    runs, listed, task_states, outcomes = runs_of(loaded)
+    return runs, facts_of(runs, listed, task_states, outcomes)
+
+
+def runs_of(loaded: Any) -> tuple[list[Run], dict[str, Any], dict[Any, Any], dict[Any, Any]]:
     """Four runs, newest first: run 4 in progress (acc_rejects no longer listed), run 3 the one the
     ledger holds, runs 2 and 1 before. acc_badkey failed in every finished run."""
     ledger_run = loaded.runs["acc_degraded"][-1]
@@ -81,7 +87,7 @@ def history(loaded: Any) -> tuple[list[Run], dict[str, Any]]:
             "errors": {s: INVALID_KEY for s in ("stocks", "warehouse_stocks", "warehouses")},
         }
     }
-    return runs, facts_of(runs, listed, task_states, outcomes)
+    return runs, listed, task_states, outcomes
 
 
 def test_facts_are_the_last_finished_run_with_the_running_one_beside_it(loaded):
@@ -97,6 +103,10 @@ def test_facts_are_the_last_finished_run_with_the_running_one_beside_it(loaded):
     assert (degraded.failing_runs, ok.failing_runs) == (3, 0)
     assert bad.errors["stocks"]["code"] == 5
     assert facts["acc_rejects"].listed is False and ok.listed is True
+    assert bad.failing_at_least is False
+    # had the DAG older runs than those looked at, a streak reaching the oldest is a lower bound
+    capped = facts_of(*runs_of(loaded), window_full=True)
+    assert capped["acc_badkey"].failing_at_least is True and capped["acc_degraded"].failing_at_least is True
 
 
 def test_a_failing_account_stays_failed_and_first_during_a_run(page, loaded):
@@ -126,7 +136,7 @@ def test_each_account_says_ozons_error_and_the_action_its_kind_calls_for(page, l
     ]
     assert bad["causes"][0]["message"] == "Invalid Api-Key, please check the key and try again"
     assert bad["reason"].startswith(
-        "every source: Invalid Api-Key, please check the key and try again (HTTP 404, code 5) in run "
+        "every source: Invalid Api-Key, please check the key and try again (HTTP 404, code 5) in the last finished run; "
     )
     assert bad["reason"].endswith("nothing was ever loaded")
     # permanent: the key must change first; not "clear the failed fetch task" alone
@@ -141,7 +151,11 @@ def test_each_account_says_ozons_error_and_the_action_its_kind_calls_for(page, l
 def test_since_when_from_airflow_and_else_from_the_ledger(page, loaded):
     runs, page.facts = history(loaded)
     rows = {a["account"]: a for a in page.json("/api/accounts")["accounts"]}
-    assert rows["acc_badkey"]["failing"] == {"runs": 3, "since": runs[3].started.isoformat()}
+    assert rows["acc_badkey"]["failing"] == {
+        "runs": 3,
+        "since": runs[3].started.isoformat(),
+        "at_least": False,
+    }
     assert rows["acc_ok"]["failing"] is None
     page.facts = {}  # no Airflow history: the ledger's degraded runs tell it
     rows = {a["account"]: a for a in page.json("/api/accounts")["accounts"]}

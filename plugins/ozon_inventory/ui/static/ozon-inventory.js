@@ -133,6 +133,7 @@ function failingText(failing) {
   const since = new Date(failing.since);
   const today = new Date().toDateString() === since.toDateString();
   const at = today ? clock(failing.since) : `${since.toLocaleDateString()} ${clock(failing.since)}`;
+  if (failing.at_least) return `failing for at least ${failing.runs} runs, since before ${at}`;
   return `failing for ${failing.runs} ${failing.runs === 1 ? "run" : "runs"} since ${at}`;
 }
 
