@@ -508,6 +508,14 @@ def test_the_page_in_a_real_browser(ui_stack):
             expect(page.get_by_test_id("warehouse-totals")).to_contain_text("and 12 other warehouses")
             expect(page.get_by_test_id("warehouse-totals")).to_contain_text("All 27 warehouses")
             expect(page.get_by_test_id("history-chart")).to_be_visible()
+            # the account's history has its scale and its latest value: the current total stock
+            expect(page.get_by_test_id("history-chart").get_by_test_id("chart-axes")).to_be_attached()
+            total = sum(
+                s.present
+                for p in ui_stack.sims[OK].sim.accounts[KEYS[OK][0]].catalogue.products
+                for s in p.stocks
+            )
+            expect(page.get_by_test_id("chart-last")).to_have_text(f"{total:,}")
             expect(page.get_by_test_id("detail-sources")).to_contain_text(
                 "/v4/product/info/stocks".lstrip("/")
             )

@@ -313,7 +313,7 @@ def _judge(entry: Account, now: datetime, limit: timedelta, ledger_errors: Mappi
         for c in entry.causes:
             source = c["source"]
             kept = (
-                f"kept its last good rows of {iso(entry.as_of[source])}"
+                f"kept its last good rows, as of {entry.as_of[source].astimezone(UTC):%Y-%m-%d %H:%M} UTC"
                 if source in entry.as_of
                 else "it never loaded"
             )

@@ -223,22 +223,45 @@ function Diagnosis({ row, full }) {
   );
 }
 
-function Sparkline({ points, width = 120, height = 28, testId = "sparkline" }) {
+// A line of total stock. With ``axes`` (the account's 90 days) it has its scale: the highest and
+// lowest totals on the left, the first and last dates below, and the latest value at its point.
+function Sparkline({ points, width = 120, height = 28, testId = "sparkline", axes = false }) {
   if (!points || points.length === 0) {
     return h("span", { style: { color: MUTED, fontSize: "12px" } }, "no history");
   }
+  const left = axes ? 64 : 1;
+  const right = axes ? 70 : 1;
+  const top = axes ? 8 : 0;
+  const bottom = axes ? 18 : 0;
   const xs = points.map((p) => p[0]);
   const ys = points.map((p) => p[1]);
   const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
   const [y0, y1] = [Math.min(...ys), Math.max(...ys)];
-  const sx = (x) => (x1 === x0 ? width - 2 : 1 + ((x - x0) / (x1 - x0)) * (width - 2));
-  const sy = (y) => (y1 === y0 ? height / 2 : height - 2 - ((y - y0) / (y1 - y0)) * (height - 4));
+  const plotW = width - left - right;
+  const plotH = height - top - bottom;
+  const sx = (x) => (x1 === x0 ? left + plotW : left + ((x - x0) / (x1 - x0)) * plotW);
+  const sy = (y) => (y1 === y0 ? top + plotH / 2 : top + plotH - 1 - ((y - y0) / (y1 - y0)) * (plotH - 2));
   const path = points.map((p) => `${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(" ");
   const last = points[points.length - 1];
+  const day = (t) => new Date(t * 1000).toLocaleDateString(undefined, { month: "short", day: "numeric" });
+  const label = { fontSize: "11px", fill: MUTED };
   return h(
     "svg",
     { width, height, "data-testid": testId, role: "img", "aria-label": `total stock ${num(last[1])}` },
     h("title", null, `total stock (present, all types): ${num(last[1])} units at ${when(new Date(last[0] * 1000).toISOString())}`),
+    axes
+      ? h(
+          "g",
+          { "data-testid": "chart-axes" },
+          h("line", { x1: left - 4, y1: top, x2: left - 4, y2: top + plotH, stroke: BORDER }),
+          h("line", { x1: left - 4, y1: top + plotH, x2: left + plotW, y2: top + plotH, stroke: BORDER }),
+          h("text", { x: left - 8, y: sy(y1) + 4, textAnchor: "end", style: label }, num(y1)),
+          y1 !== y0 ? h("text", { x: left - 8, y: sy(y0) + 4, textAnchor: "end", style: label }, num(y0)) : null,
+          h("text", { x: left, y: height - 4, style: label }, day(x0)),
+          x1 !== x0 ? h("text", { x: left + plotW, y: height - 4, textAnchor: "end", style: label }, day(x1)) : null,
+          h("text", { x: sx(last[0]) + 6, y: sy(last[1]) + 4, style: { ...label, fill: FG }, "data-testid": "chart-last" }, num(last[1])),
+        )
+      : null,
     points.length > 1
       ? h("polyline", { points: path, fill: "none", stroke: "#1a73e8", strokeWidth: 1.5 })
       : null,
@@ -512,7 +535,7 @@ function AccountDetail({ account, name, openRejects }) {
     h(
       Section,
       { title: "Total stock over time (present, all types)" },
-      h(Sparkline, { points: data.sparkline, width: 520, height: 80, testId: "history-chart" }),
+      h(Sparkline, { points: data.sparkline, width: 620, height: 110, testId: "history-chart", axes: true }),
     ),
     h(
       "div",
