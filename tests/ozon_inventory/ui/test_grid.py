@@ -92,6 +92,48 @@ def test_nothing_loaded_says_failed_in_its_label(tmp_path):
     assert context["ozon_label"] == "failed: nothing loaded"
 
 
+def test_the_report_keeps_why_each_source_failed_for_the_page(tmp_path):
+    """A run that loaded nothing is known to Airflow only: the report's XCom ``outcome`` (pushed
+    before it fails) carries each source's failure for the operators' page."""
+    from ozon_inventory.exceptions import OzonAuthError
+    from ozon_inventory.fetch import FAILED, failure
+
+    context = _context(tmp_path)
+    pushed: list[tuple[str, Any]] = []
+    context["ti"].xcom_push = lambda key, value: pushed.append((key, value))
+    staging = StagingArea(str(tmp_path / "staging"), "ozon_default", run_key_for(MOMENT))
+    bad_key = failure(OzonAuthError("/v4/product/info/stocks", 404, 5, "Invalid Api-Key"))
+    staging.write_json("stocks", FAILED, bad_key)
+    with set_current_context(context), pytest.raises(AirflowFailException, match="nothing was loaded"):
+        tasks.report.function("ozon_default")
+    ((key, outcome),) = pushed
+    assert key == "outcome" and outcome["status"] == "failed" and outcome["conn_id"] == "ozon_default"
+    assert outcome["errors"] == {"stocks": bad_key, "warehouse_stocks": None, "warehouses": None}
+    assert (bad_key["status"], bad_key["code"], bad_key["kind"]) == (404, 5, "auth")
+
+
+def test_a_degraded_report_tells_the_action_of_its_failure_kind(tmp_path):
+    from ozon_inventory.exceptions import OzonTransientError
+    from ozon_inventory.fetch import FAILED, failure
+
+    context = _context(tmp_path)
+    staging = StagingArea(str(tmp_path / "staging"), "ozon_default", run_key_for(MOMENT))
+    staging.write_json(
+        "warehouse_stocks",
+        FAILED,
+        failure(OzonTransientError("/v2/analytics/stock_on_warehouses", 3, "HTTP 503")),
+    )
+    result = {"status": "degraded", "degraded": True, "missing": ["warehouse_stocks"], "applied": ["stocks"]}
+    counts = {"counts": {}, "rejects": 0, "mismatches": 0, "history_opened": 0, "history_closed": 0}
+    staging.write_json("load", "result.json", result | counts)
+    with set_current_context(context), pytest.raises(AirflowFailException) as failed:
+        tasks.report.function("ozon_default")
+    assert "To complete the snapshot: Ozon did not answer in time (429, 5xx, timeouts): wait" in str(
+        failed.value
+    )
+    assert "then clear fetch_warehouse_stocks with its downstream tasks" in str(failed.value)
+
+
 def test_skipped_backfill_fetch_says_why_in_its_first_log_line(tmp_path, caplog):
     context = _context(tmp_path, run_type="backfill")
     caplog.set_level(logging.INFO)
