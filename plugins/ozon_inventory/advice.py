@@ -117,6 +117,13 @@ def advice(kind: str, conn_id: str, task: str = "the failed task") -> str:
 
 
 NOTHING_TO_DO = "nothing to do"
+#: a snapshot older than the page's threshold: no run has loaded the account for a while
+STALE_SNAPSHOT = (
+    "check that ozon_inventory_sync is unpaused and its runs list this account (Variable "
+    "ozon_inventory_accounts); the next successful run refreshes it"
+)
+#: a run that applied nothing because Ozon's answers were older than what is loaded
+STALE_ANSWERS = "nothing to do: Ozon answered with data older than what is loaded; the next run catches up"
 
 
 def worst(kinds: Iterable[str]) -> str | None:

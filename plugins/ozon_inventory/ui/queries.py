@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from ozon_inventory.advice import NOTHING_TO_DO, action, advice, kind_of_record
+from ozon_inventory.advice import NOTHING_TO_DO, STALE_ANSWERS, STALE_SNAPSHOT, action, advice, kind_of_record
 from ozon_inventory.methods import METHODS
 from ozon_inventory.naming import LONG_ID, LONG_MARK, account_name, account_of
 
@@ -327,9 +327,11 @@ def _judge(entry: Account, now: datetime, limit: timedelta, ledger_errors: Mappi
             if entry.stale_sources
             else "no source"
         )
+        entry.action = STALE_ANSWERS
     elif oldest is not None and now - oldest > limit:
         entry.status = "stale"
         entry.reason = f"snapshot older than {_span(limit.total_seconds())}"
+        entry.action = STALE_SNAPSHOT
     else:
         entry.status = "complete"
         entry.reason = ""

@@ -217,8 +217,11 @@ def test_mismatches_and_unknown_account(page):
 def test_stale_when_the_snapshot_is_older_than_the_threshold(page, monkeypatch):
     monkeypatch.setenv("OZON_INVENTORY_UI_STALE_AFTER_MIN", "0.001")
     time.sleep(0.1)
-    counts = page.json("/api/accounts")["counts"]
+    data = page.json("/api/accounts")
+    counts = data["counts"]
     assert counts["stale"] == 2 and counts["complete"] == 0  # acc_ok and acc_rejects; degraded stays degraded
+    stale = [a for a in data["accounts"] if a["status"] == "stale"]
+    assert all(a["action"].startswith("check that ozon_inventory_sync is unpaused") for a in stale)
 
 
 def test_summary_for_the_dashboard(page):
