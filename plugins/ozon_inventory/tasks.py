@@ -7,6 +7,7 @@ Tasks pass only small manifests and summaries through XCom; the data stays in st
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -28,7 +29,7 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from ozon_inventory.advice import action
+from ozon_inventory.advice import action, kind_of_error
 from ozon_inventory.config import DagSettings, RunSettings, refuse_shared_client_ids, run_settings
 from ozon_inventory.exceptions import (
     ConfigError,
@@ -272,7 +273,9 @@ def validate(account: str) -> dict[str, Any]:
     try:
         report = validate_run(staging, previous, settings.shrink_threshold, settings.allow_shrink, skipped)
     except (ShrinkGuardError, OzonSchemaChanged) as exc:  # a changed answer comes first, never allow_shrink
-        staging.write_json("validated", "stop.json", {"reason": str(exc)})  # for report's alert
+        staging.write_json(
+            "validated", "stop.json", {"reason": str(exc), "kind": kind_of_error(exc)}
+        )  # for report
         raise
     summary = {
         "missing": report.missing,
@@ -443,6 +446,11 @@ def _tell_outcome(
     from ozon_inventory.fetch import failures
 
     failed = failures(staging)
+    with contextlib.suppress(StagingError):  # validate stopped the load: the shrink guard, a changed answer
+        stop = staging.read_json("validated", "stop.json")
+        if stop.get("reason"):
+            kind = stop.get("kind") or "shrink_guard"
+            failed["validate"] = {"kind": kind, "message": stop["reason"], "summary": stop["reason"]}
     status = "failed" if result is None else str(result.get("status"))
     try:
         context["ti"].xcom_push("outcome", {"status": status, "conn_id": account, "errors": failed})

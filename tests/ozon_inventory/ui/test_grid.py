@@ -112,6 +112,19 @@ def test_the_report_keeps_why_each_source_failed_for_the_page(tmp_path):
     assert (bad_key["status"], bad_key["code"], bad_key["kind"]) == (404, 5, "auth")
 
 
+def test_a_shrink_guard_stop_is_kept_as_the_validate_cause(tmp_path):
+    context = _context(tmp_path)
+    pushed: list[tuple[str, Any]] = []
+    context["ti"].xcom_push = lambda key, value: pushed.append((key, value))
+    staging = StagingArea(str(tmp_path / "staging"), "ozon_default", run_key_for(MOMENT))
+    stop = "snapshot shrank by more than 50 %: 10 products against 175 of the last good snapshot"
+    staging.write_json("validated", "stop.json", {"reason": stop, "kind": "shrink_guard"})
+    with set_current_context(context), pytest.raises(AirflowFailException):
+        tasks.report.function("ozon_default")
+    ((_, outcome),) = pushed
+    assert outcome["errors"]["validate"] == {"kind": "shrink_guard", "message": stop, "summary": stop}
+
+
 def test_a_degraded_report_tells_the_action_of_its_failure_kind(tmp_path):
     from ozon_inventory.exceptions import OzonTransientError
     from ozon_inventory.fetch import FAILED, failure

@@ -8,7 +8,7 @@ database holds them; the target database is the one the real stages loaded (``co
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -253,3 +253,22 @@ def test_a_failed_account_whose_key_expired_says_so(page, loaded):
     finally:
         with psycopg.connect(loaded.dsn) as conn:
             conn.execute("DROP TABLE ozon_account_key")
+
+
+def test_a_shrink_guard_stop_says_the_last_snapshot_is_whole(page, loaded):
+    _, facts = history(loaded)
+    stop = "snapshot shrank by more than 50 %"
+    page.facts = {
+        "acc_ok": replace(
+            facts["acc_badkey"],
+            run_id="manual__run5",
+            started=datetime.now(UTC),  # a run after acc_ok's last load
+            failed_tasks=("validate",),
+            errors={"validate": {"kind": "shrink_guard", "message": stop, "summary": stop}},
+        )
+    }
+    row = next(a for a in page.json("/api/accounts")["accounts"] if a["account"] == "acc_ok")
+    assert row["status"] == "failed" and row["causes"][0]["kind"] == "shrink_guard"
+    assert row["reason"] == f"validate: {stop} in the last finished run; the previous snapshot is kept"
+    assert row["action"].startswith("nothing was loaded and the last snapshot is whole")
+    assert "allow_shrink: true" in row["action"]
