@@ -281,7 +281,9 @@ def _judge(entry: Account, now: datetime, limit: timedelta, ledger_errors: Mappi
     if entry.removed:
         entry.status = "removed"
         entry.reason = "removed from the accounts list" + (
-            f"; its last load ({iso(entry.loaded_at)}) is kept" if entry.loaded_at else ""
+            f"; its last load ({entry.loaded_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC) is kept"
+            if entry.loaded_at
+            else ""
         )
         entry.action = NOTHING_TO_DO
         return
