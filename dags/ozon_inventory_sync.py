@@ -137,6 +137,18 @@ with DAG(
             description="warn this many days before an Api-Key expires; empty: Variable "
             "ozon_inventory_key_warn_days, else 14",
         ),
+        "alert_email": Param(
+            None,
+            type=["null", "string"],
+            description="comma-separated e-mail recipients of this run's alerts (SmtpNotifier, connection "
+            "smtp_default); empty: Variable ozon_inventory_alert_email, else no e-mail",
+        ),
+        "alert_notifier": Param(
+            None,
+            type=["null", "string"],
+            description='any Airflow notifier for this run\'s alerts, JSON {"class": "dotted.path", "kwargs": '
+            '{...}, "text_field": "text"}; empty: Variable ozon_inventory_alert_notifier, else none',
+        ),
     },
 ) as dag:
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ozon_inventory.advice import action
 from ozon_inventory.exceptions import ConfigError
 from ozon_inventory.naming import account_name
 from ozon_inventory.sql import statements
@@ -88,8 +89,9 @@ def run_alerts(
                 ",".join(missing),
                 f"Ozon inventory {account}: degraded run ({', '.join(missing)} missing)",
                 f"account {account}: {', '.join(missing)} failed and kept its last good rows; loaded "
-                f"{', '.join(result.get('applied') or []) or 'nothing'}.{causes} Clear the failed fetch "
-                "task with its downstream tasks to complete the snapshot.",
+                f"{', '.join(result.get('applied') or []) or 'nothing'}.{causes} To complete the snapshot: "
+                + action({n: (sources.get(n) or {}).get("error") for n in missing}, conn_id or account)
+                + ".",
             )
         )
     for name, src in sources.items():

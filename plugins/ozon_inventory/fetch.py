@@ -20,8 +20,10 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
+from ozon_inventory.advice import kind_of_error
 from ozon_inventory.client import OzonClient, Page
 from ozon_inventory.exceptions import (
+    OzonApiError,
     OzonInventoryError,
     OzonMethodDown,
     OzonMethodUnavailable,
@@ -90,7 +92,28 @@ def failure(exc: BaseException) -> dict[str, Any]:
         "method": getattr(exc, "method", None) if known else None,
         "field": exc.field if isinstance(exc, OzonSchemaChanged) else None,
         "permanent": bool(getattr(exc, "permanent", False)),
+        "kind": kind_of_error(exc),  # what to do about it: ozon_inventory.advice
+        # Ozon's own words, where it answered with an error (the page shows them per source)
+        "status": getattr(exc, "status", None) if known else None,
+        "code": getattr(exc, "code", None) if isinstance(exc, OzonApiError) else None,
+        "ozon_message": exc.message if isinstance(exc, OzonApiError) else None,
     }
+
+
+def failures(
+    staging: StagingArea, sources: tuple[str, ...] = ("stocks", "warehouse_stocks", "warehouses")
+) -> dict[str, Any]:
+    """Why each source of the run failed, as its fetch recorded it (:data:`FAILED`); the sources
+    that did not fail are left out (one whose fetch never got to record it maps to None)."""
+    out: dict[str, Any] = {}
+    for source in sources:
+        if staging.manifest(source) is not None:
+            continue
+        try:
+            out[source] = staging.read_json(source, FAILED) if staging.file(source, FAILED).exists() else None
+        except StagingError:
+            out[source] = None
+    return out
 
 
 def _record_failure(staging: StagingArea, source: str, exc: BaseException) -> None:

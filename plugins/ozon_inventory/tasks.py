@@ -7,6 +7,7 @@ Tasks pass only small manifests and summaries through XCom; the data stays in st
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,7 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from ozon_inventory.advice import action, kind_of_error
 from ozon_inventory.config import DagSettings, RunSettings, refuse_shared_client_ids, run_settings
 from ozon_inventory.exceptions import (
     ConfigError,
@@ -272,7 +274,9 @@ def validate(account: str) -> dict[str, Any]:
     try:
         report = validate_run(staging, previous, settings.shrink_threshold, settings.allow_shrink, skipped)
     except ShrinkGuardError as exc:
-        staging.write_json("validated", "stop.json", {"reason": str(exc)})  # for report's alert
+        staging.write_json(
+            "validated", "stop.json", {"reason": str(exc), "kind": kind_of_error(exc)}
+        )  # for report
         if DAG_SETTINGS.shrink_approval_hours <= 0:
             raise
         # the report and model files are written: approve_shrink asks whether to load them
@@ -281,7 +285,9 @@ def validate(account: str) -> dict[str, Any]:
         context["ozon_label"] = "shrink: waits for approval"  # type: ignore[typeddict-unknown-key]
         log.warning("account %s: %s", account, exc)
     except OzonSchemaChanged as exc:  # a changed answer comes first, never allow_shrink
-        staging.write_json("validated", "stop.json", {"reason": str(exc)})  # for report's alert
+        staging.write_json(
+            "validated", "stop.json", {"reason": str(exc), "kind": kind_of_error(exc)}
+        )  # for report
         raise
     summary = {
         "missing": report.missing,
@@ -428,6 +434,7 @@ def report(account: str) -> dict[str, Any]:
     except StagingError:  # the load may have committed without writing it: its XCom then tells
         result = _load_xcom(context)
     _raise_alerts(context, settings, staging, account, result)
+    failed = _tell_outcome(context, staging, account, result)
     if result is None:
         context["ozon_label"] = "failed: nothing loaded"  # type: ignore[typeddict-unknown-key]
         raise AirflowFailException(
@@ -449,10 +456,31 @@ def report(account: str) -> dict[str, Any]:
         context["ozon_label"] = f"degraded: {', '.join(result['missing'])} failed"  # type: ignore[typeddict-unknown-key]
         raise AirflowFailException(
             f"account {account}: degraded run, {', '.join(result['missing'])} failed and kept its last good rows; "
-            f"loaded {', '.join(result['applied']) or 'nothing'}. Clear the failed fetch task with its downstream "
-            "tasks to complete the snapshot."
+            f"loaded {', '.join(result['applied']) or 'nothing'}. To complete the snapshot: "
+            + action({s: failed.get(s) for s in result["missing"]}, account)
         )
     return result
+
+
+def _tell_outcome(
+    context: Context, staging: StagingArea, account: str, result: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Why the account's sources failed (``fetch.failures``), kept as the report's XCom ``outcome``
+    even when the report fails: the operators' page reads it for a run that loaded nothing."""
+    from ozon_inventory.fetch import failures
+
+    failed = failures(staging)
+    with contextlib.suppress(StagingError):  # validate stopped the load: the shrink guard, a changed answer
+        stop = staging.read_json("validated", "stop.json")
+        if stop.get("reason"):
+            kind = stop.get("kind") or "shrink_guard"
+            failed["validate"] = {"kind": kind, "message": stop["reason"], "summary": stop["reason"]}
+    status = "failed" if result is None else str(result.get("status"))
+    try:
+        context["ti"].xcom_push("outcome", {"status": status, "conn_id": account, "errors": failed})
+    except Exception as exc:  # noqa: BLE001 - the page then names the failed tasks only
+        log.warning("account %s: could not keep the run's outcome for the page: %s", account, exc)
+    return failed
 
 
 def _load_xcom(context: Context) -> dict[str, Any] | None:

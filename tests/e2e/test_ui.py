@@ -14,7 +14,13 @@ A downstream DAG (``ozon_stock_consumer``, as docs/data-model.md shows it) is sc
 Then 200 synthetic accounts with a day of hourly history are written into the target database, and
 headless Chromium (Playwright driving Debian's ``/usr/bin/chromium``) logs in through Airflow's
 login form and looks at the dashboard widget, the page, an account's warehouse chart and rejects,
-the DAG's tab and the run's mapped tasks. Screenshots go to pytest's temporary folder (printed);
+the DAG's tab and the run's mapped tasks.
+
+Three more accounts make the six kinds an operator meets: ``ozon_norole`` (its key lacks the
+warehouse-stock role: degraded, that source never loaded), ``ozon_expiring`` (complete, its key
+expires in 5 days) and ``ozon_gone`` (in the first run only: removed from the accounts list). A
+second run fails ``ozon_badkey`` again; a third is left running (the fetch pool has no slot), so
+everything the browser sees is seen while a run is in progress. Screenshots go to pytest's temporary folder (printed);
 the page's load time with 203 accounts is printed and kept in ``ui-figures.json`` there.
 """
 
@@ -29,6 +35,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +43,11 @@ import psycopg
 import pytest
 import requests
 
+from ozon_inventory.methods import AUTO_ORDER
 from ozon_inventory.sql import statements
 from ozon_simulator import Fault, RunningSimulator, SimulatorConfig, default_simulator, serve
+from ozon_simulator.catalogue import build_catalogue
+from ozon_simulator.server import STOCK_METHODS, Account
 from tests import clock
 from tests.e2e.airflow_cluster import AirflowCluster, create_database
 from tests.ozon_inventory.ui.synthetic import insert_accounts
@@ -47,11 +57,17 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "ozon_inventory_sync"
 OK, FLAKY, BAD = "ozon_default", "ozon_flaky", "ozon_badkey"
+NOROLE, EXPIRING, GONE = "ozon_norole", "ozon_expiring", "ozon_gone"
 KEYS = {
     OK: ("100200", "e2e-key"),
     FLAKY: ("700800", "flaky-key"),
     BAD: ("100300", "not-the-key"),
+    NOROLE: ("100400", "norole-key"),
+    EXPIRING: ("100500", "expiring-key"),
+    GONE: ("100600", "gone-key"),
 }  # a seller of its own: one per run
+FIRST = [OK, FLAKY, BAD, NOROLE, EXPIRING, GONE]
+LATER = FIRST[:-1]  # GONE was removed from the list
 USERS = {"viewer": "viewer", "outsider": ""}  # user -> simple auth manager role ("" = no role)
 ANALYTICS = ("/v2/analytics/stock_on_warehouses", "/v1/analytics/stocks")
 CHROMIUM_FLAGS = [
@@ -126,6 +142,8 @@ class UiStack:
     shots: Path
     figures_path: Path
     synthetic: dict[str, Any] = field(default_factory=dict)
+    run_ids: list[str] = field(default_factory=list)  # the finished runs, oldest first
+    running_id: str = ""  # the run left running
 
     def record(self, name: str, figures: dict[str, Any]) -> None:
         kept = json.loads(self.figures_path.read_text()) if self.figures_path.exists() else {}
@@ -156,6 +174,18 @@ def ui_stack_running(pg_server: Any, base: Path) -> Iterator[UiStack]:
     # the FBO method, may list SKUs through /v4/product/info/stocks itself, and whichever fetch came
     # first took a 429 put there (counted only when its source loads)
     flaky.add_fault(Fault("/v2/warehouse/list", "rate_limit", times=1, retry_after=1))
+    # three small sellers on the first simulator: no role for the warehouse stock methods, a key
+    # that expires in 5 days, and one that will be removed from the accounts list
+    for account, methods, expires in (
+        (NOROLE, frozenset(STOCK_METHODS) - set(AUTO_ORDER["warehouse_stocks"]), None),
+        (EXPIRING, None, clock.NOW + timedelta(days=5)),
+        (GONE, None, None),
+    ):
+        client_id, api_key = KEYS[account]
+        seller = Account(client_id, api_key, build_catalogue(12, 4, int(client_id)), methods=methods)
+        if expires is not None:
+            seller.key_expires_at = expires
+        ok.accounts[client_id] = seller
     running: dict[str, RunningSimulator] = {}
     cluster = None
     try:
@@ -188,6 +218,9 @@ def ui_stack_running(pg_server: Any, base: Path) -> Iterator[UiStack]:
                 "AIRFLOW_CONN_OZON_DEFAULT": _connection(running[OK], OK),
                 "AIRFLOW_CONN_OZON_FLAKY": _connection(running[FLAKY], FLAKY),
                 "AIRFLOW_CONN_OZON_BADKEY": _connection(running[OK], BAD),
+                "AIRFLOW_CONN_OZON_NOROLE": _connection(running[OK], NOROLE),
+                "AIRFLOW_CONN_OZON_EXPIRING": _connection(running[OK], EXPIRING),
+                "AIRFLOW_CONN_OZON_GONE": _connection(running[OK], GONE),
                 "AIRFLOW_CONN_OZON_POSTGRES": dsn,
                 "AIRFLOW_VAR_OZON_INVENTORY_STAGING": str(home / "staging"),
                 "OZON_INVENTORY_SCHEDULE": "manual",  # unpausing creates no run of its own
@@ -202,17 +235,38 @@ def ui_stack_running(pg_server: Any, base: Path) -> Iterator[UiStack]:
         cluster.unpause(DAG_ID)
         cluster.unpause(CONSUMER)
         print(f"\nAirflow up in {cluster.startup_s:.1f} s at {cluster.url}; logs in {cluster.log_dir}")
-        started = time.monotonic()
-        run_id = cluster.trigger(
-            DAG_ID, clock.day(23).strftime("%Y-%m-%dT%H:%M:%SZ"), conf={"accounts": [OK, FLAKY, BAD]}
-        )
-        state = cluster.wait_run(DAG_ID, run_id, timeout=300)
-        print(f"run {run_id}: {state} in {time.monotonic() - started:.1f} s")
+        run_ids = []
+        for hour, accounts in ((0, FIRST), (1, LATER)):
+            if hour:  # the one 429 in each run: the page shows the last run's figures
+                flaky.add_fault(Fault("/v2/warehouse/list", "rate_limit", times=1, retry_after=1))
+            started = time.monotonic()
+            run_id = cluster.trigger(
+                DAG_ID, clock.day(23, hour).strftime("%Y-%m-%dT%H:%M:%SZ"), conf={"accounts": accounts}
+            )
+            state = cluster.wait_run(DAG_ID, run_id, timeout=420)
+            print(f"run {run_id}: {state} in {time.monotonic() - started:.1f} s")
+            run_ids.append(run_id)
         with psycopg.connect(dsn) as conn:
             synthetic = insert_accounts(conn, accounts=SYNTHETIC)
+        # a third run that stays running: its fetches wait for a slot of a pool that has none
+        cluster.set_pool("ozon_api", 0, "Ozon fetches (held for the test)")
+        running_id = cluster.trigger(
+            DAG_ID, clock.day(23, 2).strftime("%Y-%m-%dT%H:%M:%SZ"), conf={"accounts": LATER}
+        )
+        cluster.wait_for(
+            lambda: (
+                len([t for t in cluster.task_instances(DAG_ID, running_id) if t["map_index"] >= 0])
+                == 7 * len(LATER)
+            ),
+            180,
+            "the third run to map its accounts' tasks",
+        )
+        assert cluster.xcom(DAG_ID, running_id, "accounts") == LATER
         shots = base / "screenshots"
         shots.mkdir(parents=True, exist_ok=True)
-        yield UiStack(cluster, running, dsn, run_id, shots, base / "ui-figures.json", synthetic)
+        yield UiStack(
+            cluster, running, dsn, run_ids[0], shots, base / "ui-figures.json", synthetic, run_ids, running_id
+        )
     finally:
         if cluster is not None:
             cluster.stop()
@@ -258,9 +312,9 @@ def test_plugin_answers_only_users_who_may_read_the_dag(ui_stack):
 def test_grid_labels_name_the_account_and_the_degraded_report_says_so(ui_stack):
     cluster = ui_stack.cluster
     accounts = cluster.xcom(DAG_ID, ui_stack.run_id, "accounts")
-    assert accounts == [OK, FLAKY, BAD]
+    assert accounts == FIRST
     tis = [t for t in cluster.task_instances(DAG_ID, ui_stack.run_id) if t["map_index"] >= 0]
-    assert len(tis) == 21
+    assert len(tis) == 7 * len(FIRST)
     labels = {(t["task_id"], accounts[t["map_index"]]): (t["state"], t["rendered_map_index"]) for t in tis}
     for (_task, account), (state, label) in labels.items():
         if state != "upstream_failed":  # a task that never ran was never labelled
@@ -269,6 +323,7 @@ def test_grid_labels_name_the_account_and_the_degraded_report_says_so(ui_stack):
     assert labels[("account.report", FLAKY)] == ("failed", f"{FLAKY} · degraded: warehouse_stocks failed")
     assert labels[("account.report", BAD)] == ("failed", f"{BAD} · failed: nothing loaded")
     assert labels[("account.fetch_warehouse_stocks", FLAKY)][0] == "failed"
+    assert labels[("account.report", NOROLE)] == ("failed", f"{NOROLE} · degraded: warehouse_stocks failed")
 
 
 def test_load_emits_an_asset_event_per_account_with_fresh_stock(ui_stack):
@@ -276,10 +331,7 @@ def test_load_emits_an_asset_event_per_account_with_fresh_stock(ui_stack):
         "GET", "/api/v2/assets/events", params={"source_dag_id": DAG_ID, "source_run_id": ui_stack.run_id}
     )["asset_events"]
     by_uri = {e["uri"]: e for e in events}
-    assert set(by_uri) == {
-        f"ozon-inventory://{OK}/",
-        f"ozon-inventory://{FLAKY}/",
-    }  # nothing loaded: no event
+    assert set(by_uri) == {f"ozon-inventory://{a}/" for a in FIRST if a != BAD}  # nothing loaded: no event
     assert by_uri[f"ozon-inventory://{OK}/"]["extra"]["status"] == "complete"
     flaky = by_uri[f"ozon-inventory://{FLAKY}/"]["extra"]
     assert flaky["degraded"] is True and flaky["missing"] == ["warehouse_stocks"]
@@ -298,7 +350,7 @@ def test_a_downstream_dag_runs_on_fresh_stock_and_reads_it_with_pandas(ui_stack)
     assert run["state"] == "success", cluster.task_states(CONSUMER, run["dag_run_id"])
     seen = cluster.xcom(CONSUMER, run["dag_run_id"], "fresh_stock")
     assert seen["extra"]["account"] == OK and seen["extra"]["status"] == "complete"
-    assert seen["extra"]["run_id"] == ui_stack.run_id
+    assert seen["extra"]["run_id"] in ui_stack.run_ids
     ok = ui_stack.sims[OK].sim.accounts[KEYS[OK][0]].catalogue
     assert seen["rows"] == 511 and seen["free_to_sell"] == sum(r.free_to_sell for r in ok.rows)
 
@@ -328,7 +380,7 @@ def test_the_page_in_a_real_browser(ui_stack):
 
     cluster, shots = ui_stack.cluster, ui_stack.shots
     print(f"\nscreenshots in {shots}")
-    figures: dict[str, Any] = {"accounts": SYNTHETIC + 3}
+    figures: dict[str, Any] = {"accounts": SYNTHETIC + len(FIRST)}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
         try:
@@ -348,10 +400,19 @@ def test_the_page_in_a_real_browser(ui_stack):
             expect(widget).to_be_visible()
             expect(widget.get_by_test_id("widget-failed")).to_have_attribute("data-count", "1")
             expect(widget.get_by_test_id("widget-degraded")).to_have_attribute(
-                "data-count", str(1 + len(ui_stack.synthetic["degraded"]))
+                "data-count", str(2 + len(ui_stack.synthetic["degraded"]))
             )
-            expect(widget).to_contain_text(BAD)
-            page.screenshot(path=shots / "01-dashboard-widget.png", full_page=True)
+            # while the third run is in progress the failing account stays failed, among the worst
+            bad_item = widget.locator(f"[data-testid=widget-account][data-account={BAD}]")
+            expect(bad_item).to_have_attribute("data-status", "failed")
+            expect(bad_item.get_by_test_id("running")).to_be_visible()
+            expect(bad_item).to_contain_text("failing for 2 runs since")
+            page.screenshot(path=shots / "01-dashboard-widget-while-a-run-runs.png", full_page=True)
+            # its name is a link to its row on the page
+            bad_item.get_by_test_id("widget-account-link").click()
+            page.wait_for_url(re.compile(r".*/plugin/ozon-inventory\?q=ozon_badkey$"))
+            expect(page.get_by_test_id("account-row")).to_have_count(1)
+            expect(page.get_by_test_id("account-row")).to_have_attribute("data-account", BAD)
 
             # The page in the navigation: 203 accounts, worst first, 25 a page.
             started = time.perf_counter()
@@ -361,24 +422,79 @@ def test_the_page_in_a_real_browser(ui_stack):
             expect(page.get_by_test_id("sparkline").first).to_be_visible()
             figures["page_load_s"] = round(time.perf_counter() - started, 3)
             figures["page_api_ms"] = page.get_by_test_id("load-ms").inner_text()
-            expect(page.get_by_text(f"{SYNTHETIC + 3} accounts · worst first")).to_be_visible()
+            expect(page.get_by_text(f"{SYNTHETIC + len(FIRST)} accounts · worst first")).to_be_visible()
             first = rows.first
             expect(first).to_have_attribute("data-account", BAD)
-            expect(first).to_have_attribute("data-status", "failed")
+            expect(first).to_have_attribute("data-status", "failed")  # not "pending" during the run
+            expect(first.get_by_test_id("running")).to_be_visible()
+            expect(first.get_by_test_id("failing")).to_have_text(
+                re.compile(r"failing for 2 runs since (\S+ )?\d\d:\d\d")
+            )
             expect(first.get_by_test_id("reason")).to_contain_text(
-                "fetch_stocks, fetch_warehouse_stocks, fetch_warehouses, validate failed in run"
+                "every source: Invalid Api-Key, please check the key and try again (HTTP 404, code 5)"
+            )
+            expect(first.get_by_test_id("reason")).to_contain_text("nothing was ever loaded")
+            expect(first.get_by_test_id("action")).to_contain_text(
+                f"fix the Api-Key or its roles in Airflow connection {BAD}"
             )
             flaky = page.locator(f"[data-testid=account-row][data-account={FLAKY}]")
             expect(flaky).to_have_attribute("data-status", "degraded")
             expect(flaky.locator("[data-source=warehouse_stocks]")).to_contain_text("failed")
             expect(flaky.get_by_test_id("requests")).to_contain_text("1 × 429")
+            expect(flaky.get_by_test_id("action")).to_contain_text("Ozon did not answer in time")
+            expect(flaky.get_by_test_id("action")).to_contain_text("wait")
+            norole = page.locator(f"[data-testid=account-row][data-account={NOROLE}]")
+            expect(norole).to_have_attribute("data-status", "degraded")
+            expect(norole.get_by_test_id("running")).to_be_visible()
+            expect(norole.get_by_test_id("reason")).to_contain_text(
+                "warehouse_stocks: Api-Key is missing a required role for a method (HTTP 403, code 7)"
+            )
+            expect(norole.get_by_test_id("action")).to_contain_text(
+                f"fix the Api-Key or its roles in Airflow connection {NOROLE}"
+            )
+            expect(norole.get_by_test_id("reason")).to_contain_text("it never loaded")
+            expect(norole.get_by_test_id("reason")).not_to_contain_text("kept")
+            expect(norole.get_by_test_id("age")).to_have_text("never loaded")
+            expect(norole.get_by_test_id("task-link")).to_be_visible()
+            expect(norole.get_by_test_id("failing")).to_contain_text("failing for 2 runs since")
             expect(page.get_by_test_id("count-stale")).to_have_attribute(
                 "data-count", str(len(ui_stack.synthetic["stale"]))
             )
             statuses = [rows.nth(i).get_attribute("data-status") for i in range(25)]
-            order = {"failed": 0, "degraded": 1, "stale": 2, "pending": 3, "complete": 4}
+            order = {"failed": 0, "degraded": 1, "stale": 2, "pending": 3, "complete": 4, "removed": 5}
             assert [order[s] for s in statuses] == sorted(order[s] for s in statuses), statuses
-            page.screenshot(path=shots / "02-page-worst-first.png", full_page=True)
+            page.screenshot(path=shots / "02-page-worst-first-while-a-run-runs.png", full_page=True)
+
+            # The key that expires in 5 days: a badge in a complete row. The removed account says so.
+            expiring = search(page, EXPIRING)
+            expect(expiring).to_have_attribute("data-status", "complete")
+            expect(expiring.get_by_test_id("key-warning")).to_have_text(
+                re.compile(r"key expires in [45] days")
+            )
+            page.screenshot(path=shots / "07-key-expiring-badge.png", full_page=True)
+            gone = search(page, GONE)
+            expect(gone).to_have_attribute("data-status", "removed")
+            expect(gone.get_by_test_id("reason")).to_contain_text("removed from the accounts list")
+            page.screenshot(path=shots / "08-removed-account.png", full_page=True)
+
+            # The account without the warehouse role: nothing compared against a source never loaded.
+            search(page, NOROLE).get_by_test_id("account-name").click()
+            expect(page.get_by_test_id("mismatches")).to_contain_text("not compared")
+            page.get_by_test_id("show-mismatches").click()
+            expect(page.get_by_test_id("mismatch-rows")).to_have_text(
+                "Not compared: warehouse_stocks never loaded: there is nothing to compare."
+            )
+            page.screenshot(path=shots / "09-degraded-never-loaded-details.png", full_page=True)
+            # The failed account: Ozon's error per source in its details; never "the tables agree".
+            search(page, BAD).get_by_test_id("account-name").click()
+            causes = page.get_by_test_id("account-detail").get_by_test_id("cause")
+            expect(causes).to_have_count(3)
+            expect(causes.first).to_have_text(
+                "stocks: Invalid Api-Key, please check the key and try again (HTTP 404, code 5)"
+            )
+            page.get_by_test_id("show-mismatches").click()
+            expect(page.get_by_test_id("mismatch-rows")).to_contain_text("Not compared")
+            expect(page.get_by_test_id("mismatch-rows")).not_to_contain_text("agree")
 
             # ozon_default, found by search: its warehouse chart (27 warehouses: 15 bars + the rest).
             only = search(page, OK)
@@ -392,9 +508,19 @@ def test_the_page_in_a_real_browser(ui_stack):
             expect(page.get_by_test_id("warehouse-totals")).to_contain_text("and 12 other warehouses")
             expect(page.get_by_test_id("warehouse-totals")).to_contain_text("All 27 warehouses")
             expect(page.get_by_test_id("history-chart")).to_be_visible()
+            # the account's history has its scale and its latest value: the current total stock
+            expect(page.get_by_test_id("history-chart").get_by_test_id("chart-axes")).to_be_attached()
+            total = sum(
+                s.present
+                for p in ui_stack.sims[OK].sim.accounts[KEYS[OK][0]].catalogue.products
+                for s in p.stocks
+            )
+            expect(page.get_by_test_id("chart-last")).to_have_text(f"{total:,}")
             expect(page.get_by_test_id("detail-sources")).to_contain_text(
                 "/v4/product/info/stocks".lstrip("/")
             )
+            detail = page.get_by_test_id("account-detail")
+            expect(detail.get_by_test_id("action")).to_have_text("What to do: nothing to do")
             page.screenshot(path=shots / "03-account-warehouse-chart.png", full_page=True)
 
             # A synthetic account with a reject: its reason one click away, the raw record one more.
@@ -417,6 +543,12 @@ def test_the_page_in_a_real_browser(ui_stack):
             # The DAG's tab.
             page.goto(f"{cluster.url}/dags/{DAG_ID}/plugin/ozon-inventory-dag")
             expect(page.get_by_test_id("account-row")).to_have_count(25)
+            # narrower than the table, the tab scrolls it: its last column can be brought into view
+            page.set_viewport_size({"width": 1400, "height": 1100})
+            last = page.locator("[data-testid=accounts] th", has_text="total stock")
+            last.scroll_into_view_if_needed()
+            box = last.bounding_box()
+            assert box is not None and box["x"] + box["width"] <= 1400, box
             page.screenshot(path=shots / "06-dag-tab.png", full_page=True)
         finally:
             browser.close()
@@ -431,8 +563,8 @@ def test_the_page_in_a_real_browser(ui_stack):
             timeout=30,
         )
         timings.append(round((time.perf_counter() - started) * 1000, 1))
-        assert answer.status_code == 200 and answer.json()["total"] == SYNTHETIC + 3
+        assert answer.status_code == 200 and answer.json()["total"] == SYNTHETIC + len(FIRST)
     figures["api_ms"] = timings
     figures["screenshots"] = sorted(p.name for p in shots.iterdir())
     ui_stack.record("page", figures)
-    assert len(figures["screenshots"]) == 6
+    assert len(figures["screenshots"]) == 9

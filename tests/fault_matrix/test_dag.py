@@ -119,7 +119,8 @@ def test_retry_policy_and_a_degraded_run_completed_by_a_clear(dag_env, with_retr
     )
     assert_names(
         r"account ozon_default: degraded run, stocks failed and kept its last good rows; loaded "
-        r"warehouse_stocks, warehouses\. Clear the failed fetch task with its downstream tasks",
+        r"warehouse_stocks, warehouses\. To complete the snapshot: Ozon switched the method off: upgrade "
+        r"ozon-inventory or pin another method by param .*then clear fetch_stocks with its downstream tasks",
         texts,
     )
     matrix.assert_unchanged(before, ("stock_by_type", "products", "skus"))

@@ -25,6 +25,7 @@ sent (through any proxy) and tells exactly one id.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -47,17 +48,42 @@ MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+
 DEFAULT_CONN_ID = "ozon_postgres"
 
 
-def postgres_conn_id() -> str:
-    """The target database: Variable ``ozon_inventory_postgres_conn_id``, else ``ozon_postgres``."""
-    value = os.environ.get("AIRFLOW_VAR_OZON_INVENTORY_POSTGRES_CONN_ID")
+def _variable(name: str) -> str | None:
+    """A Variable of the project as the api-server sees it (environment first), None when unset."""
+    value = os.environ.get(f"AIRFLOW_VAR_{name.upper()}")
     if not value:
         try:
             from airflow.sdk import Variable
 
-            value = Variable.get("ozon_inventory_postgres_conn_id", default=None)
-        except Exception:  # noqa: BLE001 - no Variable backend: the default
+            value = Variable.get(name, default=None)
+        except Exception:  # noqa: BLE001 - no Variable backend: unset
             value = None
-    return str(value or DEFAULT_CONN_ID)
+    return str(value) if value not in (None, "") else None
+
+
+def postgres_conn_id() -> str:
+    """The target database: Variable ``ozon_inventory_postgres_conn_id``, else ``ozon_postgres``."""
+    return _variable("ozon_inventory_postgres_conn_id") or DEFAULT_CONN_ID
+
+
+def accounts_list() -> list[str] | None:
+    """The accounts list (Variable ``ozon_inventory_accounts``) when it is set and readable: an
+    account outside it shows ``removed``. None otherwise (the newest run's list decides)."""
+    raw = _variable("ozon_inventory_accounts")
+    try:
+        value = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return [str(a).strip() for a in value] if isinstance(value, list) else None
+
+
+def key_warn_days() -> float:
+    """Days before the key's expiry the page warns (Variable ``ozon_inventory_key_warn_days``, as
+    the DAG's own warning)."""
+    try:
+        return float(_variable("ozon_inventory_key_warn_days") or queries.DEFAULT_KEY_WARN_DAYS)
+    except ValueError:
+        return queries.DEFAULT_KEY_WARN_DAYS
 
 
 @contextmanager
@@ -100,6 +126,8 @@ def _authorized() -> Any:
 
 Db = Annotated[Any, Depends(target_db)]
 Runs = Annotated[dict[str, AirflowFacts], Depends(airflow_runs)]
+Listed = Annotated[list[str] | None, Depends(accounts_list)]
+WarnDays = Annotated[float, Depends(key_warn_days)]
 
 
 def _account(db: Any, name: str, known: Iterable[str] = ()) -> str:
@@ -143,24 +171,36 @@ def create_app() -> FastAPI:
         return RedirectResponse(f"{root}/plugin/{PAGE_ROUTE}", status_code=302)
 
     @app.get("/api/summary")
-    def summary(db: Db, runs: Runs) -> dict[str, Any]:
-        return queries.summary(db, runs, _now())
+    def summary(db: Db, runs: Runs, listed: Listed) -> dict[str, Any]:
+        return queries.summary(db, runs, _now(), listed=listed)
 
     @app.get("/api/accounts")
     def accounts(
         db: Db,
         runs: Runs,
+        listed: Listed,
+        warn_days: WarnDays,
         page: Annotated[int, Query(ge=1)] = 1,
         page_size: Annotated[int, Query(ge=1, le=200)] = 25,
         q: Annotated[str, Query(max_length=200)] = "",
-        status: Annotated[str, Query(pattern="^(|failed|degraded|stale|pending|complete)$")] = "",
+        status: Annotated[str, Query(pattern="^(|failed|degraded|stale|pending|complete|removed)$")] = "",
     ) -> dict[str, Any]:
-        return queries.overview(db, runs, _now(), page=page, page_size=page_size, search=q, status=status)
+        return queries.overview(
+            db,
+            runs,
+            _now(),
+            page=page,
+            page_size=page_size,
+            search=q,
+            status=status,
+            listed=listed,
+            warn_days=warn_days,
+        )
 
     @app.get("/api/accounts/{name}")
-    def account(name: str, db: Db, runs: Runs) -> dict[str, Any]:
+    def account(name: str, db: Db, runs: Runs, listed: Listed, warn_days: WarnDays) -> dict[str, Any]:
         account = _account(db, name, runs)
-        found = queries.account_detail(db, account, runs, _now())
+        found = queries.account_detail(db, account, runs, _now(), listed, warn_days)
         if found is None:
             raise HTTPException(404, f"no account {account!r} in the ledger or in the DAG's recent runs")
         return found

@@ -8,25 +8,34 @@ and left out when absent.
 Statuses, worst first: ``failed`` (the account's newest Airflow run failed before anything was
 loaded), ``degraded`` (the last load missed a source), ``stale`` (the last load applied nothing, or
 the snapshot is older than the stale threshold), ``pending`` (a run is under way and nothing was
-ever loaded), ``complete``.
+ever loaded), ``complete``, and last ``removed`` (no longer in the accounts list: nothing to do).
+
+The status is the outcome of the account's last *finished* run; a run in progress is shown beside it
+(``running``), so a failing account stays failing, and first in the dashboard's worst, during a run.
+Each failing account tells why (Ozon's code and message per source), what to do (the advice of
+``ozon_inventory.advice`` for the kind of failure, the same words as the report and the alerts) and
+since when (``failing_runs`` / ``failing_since``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from ozon_inventory.advice import NOTHING_TO_DO, STALE_ANSWERS, STALE_SNAPSHOT, action, advice, kind_of_record
 from ozon_inventory.methods import METHODS
 from ozon_inventory.naming import LONG_ID, LONG_MARK, account_name, account_of
 
 DAG_ID = "ozon_inventory_sync"
 SOURCES = ("stocks", "warehouse_stocks", "warehouses")
-STATUS_ORDER = {"failed": 0, "degraded": 1, "stale": 2, "pending": 3, "complete": 4}
+STATUS_ORDER = {"failed": 0, "degraded": 1, "stale": 2, "pending": 3, "complete": 4, "removed": 5}
+DEFAULT_KEY_WARN_DAYS = 14.0
 DEFAULT_STALE_AFTER_MIN = 180.0
 SPARK_DAYS = 30
 SPARK_POINTS = 60
@@ -51,8 +60,15 @@ class AirflowFacts:
     run_after: datetime
     run_state: str
     map_index: int
-    outcome: str  # "ok", "failed", "running", "skipped"
+    outcome: str  # of its newest finished run: "ok", "degraded", "failed", "skipped"; else "running"
     failed_tasks: tuple[str, ...] = ()
+    running_run_id: str | None = None  # a newer run of it in progress, shown beside the outcome
+    failing_runs: int = 0  # finished runs, newest back, that failed or were degraded
+    failing_since: datetime | None = None  # when the first of them started
+    failing_at_least: bool = False  # the streak goes back past the oldest run looked at
+    errors: dict[str, Any] = field(default_factory=dict)  # source -> why it failed (report's XCom)
+    listed: bool = True  # whether the newest run lists the account
+    started: datetime | None = None  # when the run started (``run_after`` until it did)
 
 
 @dataclass
@@ -72,11 +88,22 @@ class Account:
     as_of: dict[str, datetime] = field(default_factory=dict)
     methods: dict[str, str | None] = field(default_factory=dict)
     airflow: AirflowFacts | None = None
+    removed: bool = False  # no longer in the accounts list
+    causes: list[dict[str, Any]] = field(default_factory=list)  # per failed source: Ozon's words, kind
+    action: str = ""
+    failing_runs: int = 0
+    failing_since: datetime | None = None
+    failing_at_least: bool = False
+
+    @property
+    def never_loaded(self) -> list[str]:
+        """Sources the account has never loaded (only said once anything was loaded at all)."""
+        return [s for s in SOURCES if s not in self.as_of] if self.ledger_status else []
 
     @property
     def snapshot_as_of(self) -> datetime | None:
-        """The snapshot is as old as its oldest source."""
-        return min(self.as_of.values()) if self.as_of else None
+        """The snapshot is as old as its oldest source; it has no age while a source never loaded."""
+        return min(self.as_of.values()) if self.as_of and not self.never_loaded else None
 
     @property
     def rank(self) -> tuple[int, float, str]:
@@ -158,17 +185,28 @@ def key_expiry(conn: Any, source: str | None, accounts: Sequence[str]) -> dict[s
 # -- overview --------------------------------------------------------------------------------------
 
 
-def accounts(conn: Any, airflow: Mapping[str, AirflowFacts], now: datetime) -> list[Account]:
-    """Every account the ledger or Airflow knows, with its status, sorted worst first."""
+def accounts(
+    conn: Any,
+    airflow: Mapping[str, AirflowFacts],
+    now: datetime,
+    listed: Collection[str] | None = None,
+) -> list[Account]:
+    """Every account the ledger or Airflow knows, with its status, sorted worst first.
+
+    ``listed`` is the accounts list (Variable ``ozon_inventory_accounts``) when it is set: an account
+    outside it is ``removed``; without it, an account the newest run no longer lists is."""
     found: dict[str, Account] = {}
+    errors: dict[str, dict[str, Any]] = {}
     if has_schema(conn):
         for row in _all(
             conn,
             """SELECT DISTINCT ON (account) account, run_id, status, missing_sources, stale_sources,
-                      rejects, mismatches, loaded_at
+                      rejects, mismatches, loaded_at,
+                      (SELECT jsonb_object_agg(e.key, e.value -> 'error') FROM jsonb_each(sources) e
+                       WHERE jsonb_typeof(e.value -> 'error') = 'object')
                FROM ozon_sync_run ORDER BY account, loaded_at DESC""",
         ):
-            account, run_id, status, missing, stale, rejects, mismatches, loaded_at = row
+            account, run_id, status, missing, stale, rejects, mismatches, loaded_at, why = row
             found[account] = Account(
                 account,
                 run_id=run_id,
@@ -179,6 +217,7 @@ def accounts(conn: Any, airflow: Mapping[str, AirflowFacts], now: datetime) -> l
                 mismatches=mismatches,
                 loaded_at=loaded_at,
             )
+            errors[account] = dict(why or {})
         for account, source, as_of, method in _all(
             conn, "SELECT account, source, as_of, method FROM ozon_source_state"
         ):
@@ -187,34 +226,102 @@ def accounts(conn: Any, airflow: Mapping[str, AirflowFacts], now: datetime) -> l
             entry.methods[source] = method
     for account, facts in airflow.items():
         found.setdefault(account, Account(account)).airflow = facts
+    members = set(listed) if listed is not None else None
     limit = stale_after()
     for entry in found.values():
-        _judge(entry, now, limit)
+        if members is not None:
+            entry.removed = entry.account not in members
+        else:
+            entry.removed = entry.airflow is not None and not entry.airflow.listed
+        _judge(entry, now, limit, errors.get(entry.account, {}))
+    failed = [a.account for a in found.values() if a.status == "failed"]
+    if failed and has_schema(conn):
+        expiry = key_expiry(conn, key_expiry_source(conn), failed)
+        for account, expires_at in expiry.items():
+            if expires_at is not None and expires_at <= now:
+                _key_expired(found[account], expires_at)
     return sorted(found.values(), key=lambda a: a.rank)
 
 
-def _judge(entry: Account, now: datetime, limit: timedelta) -> None:
-    """Set the account's status and a one-line reason."""
-    facts = entry.airflow
-    newer_run = (
-        facts is not None
-        and facts.run_id != entry.run_id
-        and (entry.loaded_at is None or facts.run_after > entry.loaded_at)
+def _key_expired(entry: Account, expires_at: datetime) -> None:
+    """A failed account whose Api-Key has expired: that is the cause (the fetches refuse to send a
+    dead key, so Ozon said nothing), and the action is a new key."""
+    said = f"the Api-Key expired on {expires_at.date().isoformat()}"
+    entry.causes = [
+        {"source": "key", "kind": "key_expired", "method": None, "status": None, "code": None}
+        | {"message": said, "field": None}
+    ]
+    entry.reason = f"{said}; " + entry.reason
+    entry.action = advice(
+        "key_expired", entry.account, "fetch_stocks, fetch_warehouse_stocks and fetch_warehouses"
     )
-    if facts is not None and newer_run and facts.outcome == "failed":
+
+
+def _source_order(source: str) -> int:
+    return SOURCES.index(source) if source in SOURCES else len(SOURCES)
+
+
+def _newer_run(entry: Account) -> bool:
+    """Whether the account's last finished Airflow run came after its last load (so the ledger's
+    row is not that run's)."""
+    facts = entry.airflow
+    if facts is None or facts.outcome == "running" or facts.run_id == entry.run_id:
+        return False
+    started = facts.started or facts.run_after
+    return entry.loaded_at is None or started > entry.loaded_at
+
+
+def _judge(entry: Account, now: datetime, limit: timedelta, ledger_errors: Mapping[str, Any]) -> None:
+    """Set the account's status, a one-line reason, its causes and the action they call for."""
+    facts = entry.airflow
+    conn_id = entry.account  # an account is its Ozon connection's id
+    if facts is not None and facts.failing_runs:
+        entry.failing_runs, entry.failing_since = facts.failing_runs, facts.failing_since
+        entry.failing_at_least = facts.failing_at_least
+    if entry.removed:
+        entry.status = "removed"
+        entry.reason = "removed from the accounts list" + (
+            f"; its last load ({entry.loaded_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC) is kept"
+            if entry.loaded_at
+            else ""
+        )
+        entry.action = NOTHING_TO_DO
+        return
+    if facts is not None and facts.outcome == "failed" and _newer_run(entry):
         entry.status = "failed"
-        tasks = ", ".join(facts.failed_tasks) or "a task"
+        records: dict[str, Any] = dict(sorted(facts.errors.items(), key=lambda item: _source_order(item[0])))
+        if not records:  # no recorded cause (a run before causes were kept): the failed tasks say
+            records = {t.removeprefix("fetch_"): None for t in facts.failed_tasks} or {
+                "the failed task": None
+            }
+        entry.causes = [cause(source, record) for source, record in records.items()]
         kept = "the previous snapshot is kept" if entry.ledger_status else "nothing was ever loaded"
-        entry.reason = f"{tasks} failed in run {facts.run_id}; {kept}"
+        said = _said(entry.causes) or (", ".join(facts.failed_tasks) or "a task") + " failed"
+        entry.reason = f"{said} in the last finished run; {kept}"  # the run: the row's grid link
+        entry.action = action(records, conn_id)
         return
     if entry.ledger_status is None:
         entry.status = "pending"
         entry.reason = "no load yet" + (f"; run {facts.run_id} is {facts.outcome}" if facts else "")
+        entry.action = "wait for the run to finish" if facts else "trigger a run of " + DAG_ID
         return
     oldest = entry.snapshot_as_of
+    entry.action = NOTHING_TO_DO
     if entry.ledger_status == "degraded" or entry.missing:
         entry.status = "degraded"
-        entry.reason = f"{', '.join(entry.missing)} failed; kept the last good rows"
+        records = {s: ledger_errors.get(s) for s in sorted(entry.missing, key=_source_order)}
+        entry.causes = [cause(s, r) for s, r in records.items()]
+        parts = []
+        for c in entry.causes:
+            source = c["source"]
+            kept = (
+                f"kept its last good rows, as of {entry.as_of[source].astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+                if source in entry.as_of
+                else "it never loaded"
+            )
+            parts.append(f"{source}: {words(c) or 'failed'}; {kept}")
+        entry.reason = "; ".join(parts)
+        entry.action = action(records, conn_id)
     elif entry.ledger_status == "stale":
         entry.status = "stale"
         entry.reason = "the last run applied nothing: " + (
@@ -222,14 +329,68 @@ def _judge(entry: Account, now: datetime, limit: timedelta) -> None:
             if entry.stale_sources
             else "no source"
         )
+        entry.action = STALE_ANSWERS
     elif oldest is not None and now - oldest > limit:
         entry.status = "stale"
         entry.reason = f"snapshot older than {_span(limit.total_seconds())}"
+        entry.action = STALE_SNAPSHOT
     else:
         entry.status = "complete"
         entry.reason = ""
-    if facts is not None and newer_run and facts.outcome == "running":
-        entry.reason = (entry.reason + "; " if entry.reason else "") + f"run {facts.run_id} is running"
+    if entry.never_loaded and entry.status != "degraded":
+        entry.reason = (entry.reason + "; " if entry.reason else "") + (
+            f"{', '.join(entry.never_loaded)} never loaded"
+        )
+
+
+_OZON_SAID = re.compile(r"answered HTTP (\d+)[^,]*, code (\S+?)(?: \(handled as HTTP \d+\))?: (.*)$", re.S)
+_TRANSIENT_SAID = re.compile(r"failed after \d+ attempts: (?:HTTP (\d+): )?(.*)$", re.S)
+
+
+def cause(source: str, record: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One failed source as the page shows it: Ozon's HTTP status, code and message where Ozon
+    answered with an error, else the fetch's own summary; its kind (``ozon_inventory.advice``)."""
+    record = record or {}
+    status, code, message = record.get("status"), record.get("code"), record.get("ozon_message")
+    text = str(record.get("message") or "")
+    if message is None and (said := _OZON_SAID.search(text)):
+        status, code, message = int(said[1]), said[2], said[3]
+    elif message is None and (said := _TRANSIENT_SAID.search(text)):
+        status = int(said[1]) if said[1] else status
+        message = said[2]
+    if message is None:
+        message = record.get("summary") or text or None
+    return {
+        "source": source,
+        "kind": kind_of_record(record) if record else "unknown",
+        "method": record.get("method"),
+        "status": status,
+        "code": code,
+        "message": message,
+        "field": record.get("field"),
+    }
+
+
+def words(c: Mapping[str, Any]) -> str:
+    """One cause in a few words: Ozon's message, its HTTP status and code."""
+    if not c["message"]:
+        return ""
+    codes = [
+        f"HTTP {c['status']}" if c["status"] else "",
+        f"code {c['code']}" if c["code"] is not None else "",
+    ]
+    said = ", ".join(p for p in codes if p)
+    return f"{c['message']}" + (f" ({said})" if said else "")
+
+
+def _said(causes: Sequence[Mapping[str, Any]]) -> str:
+    """Ozon's words for the failed sources, once when every source heard the same."""
+    said = [(c["source"], words(c)) for c in causes]
+    if not said or not any(w for _, w in said):
+        return ""
+    if len(said) > 1 and len({w for _, w in said}) == 1:
+        return f"every source: {said[0][1]}"
+    return "; ".join(f"{s}: {w or 'failed'}" for s, w in said)
 
 
 def _span(seconds: float) -> str:
@@ -248,9 +409,11 @@ def overview(
     page_size: int = 25,
     search: str = "",
     status: str = "",
+    listed: Collection[str] | None = None,
+    warn_days: float = DEFAULT_KEY_WARN_DAYS,
 ) -> dict[str, Any]:
     """One page of accounts, worst first, with what each row shows."""
-    everyone = accounts(conn, airflow, now)
+    everyone = accounts(conn, airflow, now, listed)
     counts = {name: 0 for name in STATUS_ORDER}
     for entry in everyone:
         counts[entry.status] += 1
@@ -269,6 +432,8 @@ def overview(
     expiry = key_expiry(conn, expiry_source, names)
     requests = request_figures(conn, [(a.account, a.run_id) for a in chosen if a.run_id]) if ready else {}
     lines = sparklines(conn, chosen, now) if ready else {}
+    if ready:
+        ledger_streaks(conn, chosen)
     rows = []
     for entry in chosen:
         rows.append(
@@ -277,7 +442,14 @@ def overview(
                 "requests": requests.get(entry.account, {}),
                 "sparkline": lines.get(entry.account, []),
             }
-            | ({"key_expires_at": iso(expiry.get(entry.account))} if expiry_source else {})
+            | (
+                {
+                    "key_expires_at": iso(expiry.get(entry.account)),
+                    "key_warning": key_warning(expiry.get(entry.account), now, warn_days),
+                }
+                if expiry_source
+                else {}
+            )
         )
     return {
         "dag_id": DAG_ID,
@@ -294,9 +466,18 @@ def overview(
     }
 
 
-def summary(conn: Any, airflow: Mapping[str, AirflowFacts], now: datetime, worst: int = 5) -> dict[str, Any]:
+def summary(
+    conn: Any,
+    airflow: Mapping[str, AirflowFacts],
+    now: datetime,
+    worst: int = 5,
+    listed: Collection[str] | None = None,
+) -> dict[str, Any]:
     """Counts by status and the worst few accounts (the dashboard widget)."""
-    everyone = accounts(conn, airflow, now)
+    everyone = accounts(conn, airflow, now, listed)
+    shown = [a for a in everyone[:worst] if a.status not in ("complete", "removed")]
+    if shown and has_schema(conn):
+        ledger_streaks(conn, shown)
     counts = {name: 0 for name in STATUS_ORDER}
     for entry in everyone:
         counts[entry.status] += 1
@@ -305,8 +486,38 @@ def summary(conn: Any, airflow: Mapping[str, AirflowFacts], now: datetime, worst
         "generated_at": iso(now),
         "counts": counts,
         "total": len(everyone),
-        "worst": [_row(a, now) for a in everyone[:worst] if a.status != "complete"],
+        "worst": [_row(a, now) for a in shown],
     }
+
+
+def key_warning(expires_at: datetime | None, now: datetime, warn_days: float) -> dict[str, Any] | None:
+    """The badge of a key that expires within ``warn_days`` (or has expired), None otherwise."""
+    if expires_at is None:
+        return None
+    days = (expires_at - now) / timedelta(days=1)
+    if days > warn_days:
+        return None
+    return {"expires_at": iso(expires_at), "days_left": round(days, 1), "expired": days <= 0}
+
+
+def ledger_streaks(conn: Any, chosen: Sequence[Account]) -> None:
+    """For degraded accounts Airflow knows no streak of (its runs are older than it looks back):
+    the ledger's newest run of them back that were degraded, and when the first was loaded."""
+    todo = {a.account: a for a in chosen if a.status == "degraded" and not a.failing_runs}
+    if not todo:
+        return
+    for account, runs, since in _all(
+        conn,
+        """WITH r AS (
+               SELECT account, status, loaded_at,
+                      count(*) FILTER (WHERE status <> 'degraded')
+                          OVER (PARTITION BY account ORDER BY loaded_at DESC) AS good_since
+               FROM ozon_sync_run WHERE account = ANY(%(a)s)
+           )
+           SELECT account, count(*), min(loaded_at) FROM r WHERE good_since = 0 GROUP BY account""",
+        {"a": list(todo)},
+    ):
+        todo[account].failing_runs, todo[account].failing_since = runs, since
 
 
 def _row(entry: Account, now: datetime) -> dict[str, Any]:
@@ -318,6 +529,9 @@ def _row(entry: Account, now: datetime) -> dict[str, Any]:
         link_run = facts.run_id
         if facts.failed_tasks:
             task_link = task_path(facts.run_id, f"account.{facts.failed_tasks[0]}", facts.map_index)
+    elif entry.status == "degraded" and facts is not None and facts.run_id == entry.run_id and entry.missing:
+        # the ledger's run is Airflow's last finished one: its failed fetch, where the log says more
+        task_link = task_path(facts.run_id, f"account.fetch_{entry.missing[0]}", facts.map_index)
     return {
         "account": entry.account,
         "name": account_name(entry.account),  # the account's segment in this app's routes
@@ -345,6 +559,23 @@ def _row(entry: Account, now: datetime) -> dict[str, Any]:
         ],
         "rejects": entry.rejects,
         "mismatches": entry.mismatches,
+        "never_loaded": entry.never_loaded,
+        "causes": entry.causes,
+        "action": entry.action,
+        "running": (
+            {"run_id": facts.running_run_id, "run_link": run_path(facts.running_run_id)}
+            if facts is not None and facts.running_run_id
+            else None
+        ),
+        "failing": (
+            {
+                "runs": entry.failing_runs,
+                "since": iso(entry.failing_since),
+                "at_least": entry.failing_at_least,
+            }
+            if entry.failing_runs and entry.status in ("failed", "degraded")
+            else None
+        ),
     }
 
 
@@ -511,19 +742,26 @@ def account_named(conn: Any, name: str, known: Iterable[str] = ()) -> str | None
 
 
 def account_detail(
-    conn: Any, account: str, airflow: Mapping[str, AirflowFacts], now: datetime
+    conn: Any,
+    account: str,
+    airflow: Mapping[str, AirflowFacts],
+    now: datetime,
+    listed: Collection[str] | None = None,
+    warn_days: float = DEFAULT_KEY_WARN_DAYS,
 ) -> dict[str, Any] | None:
     """Everything the page shows when an account is opened; None when the account is unknown."""
     entry = next(
         (
             a
-            for a in accounts(conn, {k: v for k, v in airflow.items() if k == account}, now)
+            for a in accounts(conn, {k: v for k, v in airflow.items() if k == account}, now, listed)
             if a.account == account
         ),
         None,
     )
     if entry is None:
         return None
+    if has_schema(conn):
+        ledger_streaks(conn, [entry])
     out: dict[str, Any] = _row(entry, now)
     if not has_schema(conn):
         return out | {"runs": [], "warehouses": {}, "reject_reasons": [], "by_source": {}, "sparkline": []}
@@ -545,9 +783,6 @@ def account_detail(
         }
     out["by_source"] = by_source
     out["requests"] = _totals(by_source)
-    causes = [f"{source}: {figures['error']}" for source, figures in by_source.items() if figures["error"]]
-    if entry.status == "degraded" and causes:
-        out["reason"] = f"{'; '.join(causes)}; kept the last good rows"
     out["runs"] = [
         {
             "run_id": run_id,
@@ -584,7 +819,12 @@ def account_detail(
     )
     source = key_expiry_source(conn)
     if source:
-        out["key_expires_at"] = iso(key_expiry(conn, source, [account]).get(account))
+        expires = key_expiry(conn, source, [account]).get(account)
+        out["key_expires_at"] = iso(expires)
+        out["key_warning"] = key_warning(expires, now, warn_days)
+    compared = mismatches(conn, account, 0)
+    out["mismatches_now"] = compared["total"]
+    out["mismatches_compared"] = compared["compared"]
     out["sparkline"] = sparklines(conn, [entry], now, days=90, points=200).get(account, [])
     return out
 
@@ -666,7 +906,19 @@ def mismatches(conn: Any, account: str, limit: int = 50) -> dict[str, Any]:
     """FBO SKUs whose v4 ``present - reserved`` differs now from the sum of their warehouse rows'
     ``free_to_sell`` (the cross-source check, recomputed from the current tables)."""
     if not has_schema(conn):
-        return {"account": account, "total": 0, "rows": []}
+        return {"account": account, "total": 0, "rows": [], "compared": False, "why": "nothing loaded yet"}
+    loaded = {
+        s
+        for (s,) in _all(
+            conn,
+            "SELECT source FROM ozon_source_state WHERE account = %(a)s AND source = ANY(%(s)s)",
+            {"a": account, "s": ["stocks", "warehouse_stocks"]},
+        )
+    }
+    if len(loaded) < 2:  # one side never loaded: every SKU would "differ" from nothing
+        never = [s for s in ("stocks", "warehouse_stocks") if s not in loaded]
+        why = f"{' and '.join(never)} never loaded: there is nothing to compare"
+        return {"account": account, "total": 0, "rows": [], "compared": False, "why": why}
     sql = """WITH t AS (
                  SELECT sku, sum(present - reserved) AS v4_available FROM ozon_stock_by_type
                  WHERE account = %(a)s AND lower(stock_type) = 'fbo' GROUP BY sku
@@ -680,9 +932,11 @@ def mismatches(conn: Any, account: str, limit: int = 50) -> dict[str, Any]:
     total = _one(conn, f"SELECT count(*) FROM ({sql}) d", {"a": account})
     rows = [
         {"sku": sku, "v4_available": int(v4), "warehouses_free_to_sell": int(wh)}
-        for sku, v4, wh in _all(conn, f"{sql} ORDER BY 1 LIMIT %(limit)s", {"a": account, "limit": limit})
+        for sku, v4, wh in (
+            _all(conn, f"{sql} ORDER BY 1 LIMIT %(limit)s", {"a": account, "limit": limit}) if limit else []
+        )
     ]
-    return {"account": account, "total": total, "rows": rows}
+    return {"account": account, "total": total, "rows": rows, "compared": True, "why": None}
 
 
 # -- helpers ---------------------------------------------------------------------------------------

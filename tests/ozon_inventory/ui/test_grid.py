@@ -92,6 +92,61 @@ def test_nothing_loaded_says_failed_in_its_label(tmp_path):
     assert context["ozon_label"] == "failed: nothing loaded"
 
 
+def test_the_report_keeps_why_each_source_failed_for_the_page(tmp_path):
+    """A run that loaded nothing is known to Airflow only: the report's XCom ``outcome`` (pushed
+    before it fails) carries each source's failure for the operators' page."""
+    from ozon_inventory.exceptions import OzonAuthError
+    from ozon_inventory.fetch import FAILED, failure
+
+    context = _context(tmp_path)
+    pushed: list[tuple[str, Any]] = []
+    context["ti"].xcom_push = lambda key, value: pushed.append((key, value))
+    staging = StagingArea(str(tmp_path / "staging"), "ozon_default", run_key_for(MOMENT))
+    bad_key = failure(OzonAuthError("/v4/product/info/stocks", 404, 5, "Invalid Api-Key"))
+    staging.write_json("stocks", FAILED, bad_key)
+    with set_current_context(context), pytest.raises(AirflowFailException, match="nothing was loaded"):
+        tasks.report.function("ozon_default")
+    ((key, outcome),) = pushed
+    assert key == "outcome" and outcome["status"] == "failed" and outcome["conn_id"] == "ozon_default"
+    assert outcome["errors"] == {"stocks": bad_key, "warehouse_stocks": None, "warehouses": None}
+    assert (bad_key["status"], bad_key["code"], bad_key["kind"]) == (404, 5, "auth")
+
+
+def test_a_shrink_guard_stop_is_kept_as_the_validate_cause(tmp_path):
+    context = _context(tmp_path)
+    pushed: list[tuple[str, Any]] = []
+    context["ti"].xcom_push = lambda key, value: pushed.append((key, value))
+    staging = StagingArea(str(tmp_path / "staging"), "ozon_default", run_key_for(MOMENT))
+    stop = "snapshot shrank by more than 50 %: 10 products against 175 of the last good snapshot"
+    staging.write_json("validated", "stop.json", {"reason": stop, "kind": "shrink_guard"})
+    with set_current_context(context), pytest.raises(AirflowFailException):
+        tasks.report.function("ozon_default")
+    ((_, outcome),) = pushed
+    assert outcome["errors"]["validate"] == {"kind": "shrink_guard", "message": stop, "summary": stop}
+
+
+def test_a_degraded_report_tells_the_action_of_its_failure_kind(tmp_path):
+    from ozon_inventory.exceptions import OzonTransientError
+    from ozon_inventory.fetch import FAILED, failure
+
+    context = _context(tmp_path)
+    staging = StagingArea(str(tmp_path / "staging"), "ozon_default", run_key_for(MOMENT))
+    staging.write_json(
+        "warehouse_stocks",
+        FAILED,
+        failure(OzonTransientError("/v2/analytics/stock_on_warehouses", 3, "HTTP 503")),
+    )
+    result = {"status": "degraded", "degraded": True, "missing": ["warehouse_stocks"], "applied": ["stocks"]}
+    counts = {"counts": {}, "rejects": 0, "mismatches": 0, "history_opened": 0, "history_closed": 0}
+    staging.write_json("load", "result.json", result | counts)
+    with set_current_context(context), pytest.raises(AirflowFailException) as failed:
+        tasks.report.function("ozon_default")
+    assert "To complete the snapshot: Ozon did not answer in time (429, 5xx, timeouts): wait" in str(
+        failed.value
+    )
+    assert "then clear fetch_warehouse_stocks with its downstream tasks" in str(failed.value)
+
+
 def test_skipped_backfill_fetch_says_why_in_its_first_log_line(tmp_path, caplog):
     context = _context(tmp_path, run_type="backfill")
     caplog.set_level(logging.INFO)
@@ -135,6 +190,23 @@ def test_auto_and_off_defer_to_the_variable_then_the_default(monkeypatch):
     assert settings.warehouse_stock_method == "v1" and settings.allow_shrink is True
     pinned = run_settings(tasks._run_params(defaults | {"warehouse_stock_method": "v2"}))
     assert pinned.warehouse_stock_method == "v2"  # a named method in the run wins over the Variable
+
+
+def test_the_trigger_form_offers_the_alert_channels(monkeypatch):
+    """alert_email and alert_notifier are params, as the README says: a run's value wins, an empty
+    field defers to the Variable."""
+    from ozon_inventory_sync import dag
+
+    from ozon_inventory.config import run_settings
+
+    assert {"alert_email", "alert_notifier"} <= set(dag.params)
+    assert dag.params["alert_email"] is None and dag.params["alert_notifier"] is None
+    monkeypatch.setenv("AIRFLOW_VAR_OZON_INVENTORY_ALERT_EMAIL", "ops@example.test")
+    assert run_settings(tasks._run_params({"alert_email": None})).alert_email == "ops@example.test"
+    chosen = run_settings(tasks._run_params({"alert_email": "night@example.test"}))
+    assert chosen.alert_email == "night@example.test"
+    spec = '{"class": "x.Y"}'
+    assert run_settings(tasks._run_params({"alert_notifier": spec})).alert_notifier == spec
 
 
 def test_load_emits_an_asset_event_per_account_through_the_alias():

@@ -12,13 +12,17 @@ const Router = globalThis.ReactRouterDOM;
 
 const DAG_ID = "ozon_inventory_sync";
 const API = new URL("../api/", import.meta.url);
-const STATUSES = ["failed", "degraded", "stale", "pending", "complete"];
+const STATUSES = ["failed", "degraded", "stale", "pending", "complete", "removed"];
+const NOTHING_TO_DO = "nothing to do";
 const COLORS = {
   failed: "#d93025",
   degraded: "#e8710a",
   stale: "#b58900",
   pending: "#80868b",
   complete: "#188038",
+  removed: "#9aa0a6",
+  running: "#1a73e8",
+  warning: "#b06000",
 };
 const BAR = { free_to_sell: "#188038", promised: "#1a73e8", reserved: "#e8710a" };
 const FG = "var(--chakra-colors-fg, #1a202c)";
@@ -118,6 +122,27 @@ function when(iso) {
   return d.toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" });
 }
 
+function clock(iso) {
+  if (!iso) return "—";
+  return new Date(iso).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", hour12: false });
+}
+
+// "failing for 4 runs since 04:57" (the day too when it began before today)
+function failingText(failing) {
+  if (!failing) return "";
+  const since = new Date(failing.since);
+  const today = new Date().toDateString() === since.toDateString();
+  const at = today ? clock(failing.since) : `${since.toLocaleDateString()} ${clock(failing.since)}`;
+  if (failing.at_least) return `failing for at least ${failing.runs} runs, since before ${at}`;
+  return `failing for ${failing.runs} ${failing.runs === 1 ? "run" : "runs"} since ${at}`;
+}
+
+// Ozon's words for one failed source: "stocks: Invalid Api-Key (HTTP 404, code 5)"
+function causeText(c) {
+  const codes = [c.status ? `HTTP ${c.status}` : "", c.code !== null && c.code !== undefined ? `code ${c.code}` : ""].filter(Boolean).join(", ");
+  return `${c.source}: ${c.message || "failed (see the task's log)"}${codes ? ` (${codes})` : ""}`;
+}
+
 function num(n) {
   return n === null || n === undefined ? "—" : Number(n).toLocaleString();
 }
@@ -147,22 +172,96 @@ function StatusBadge({ status, testId }) {
   );
 }
 
-function Sparkline({ points, width = 120, height = 28, testId = "sparkline" }) {
+function RunningBadge({ running }) {
+  if (!running) return null;
+  return h(
+    UiLink,
+    { path: running.run_link, testId: "running", title: `run ${running.run_id} is in progress; the status is the last finished run's` },
+    h(
+      "span",
+      {
+        style: { display: "inline-block", marginLeft: "4px", padding: "0 6px", borderRadius: "10px", fontSize: "11px", color: "#fff", background: COLORS.running },
+      },
+      "running",
+    ),
+  );
+}
+
+function KeyBadge({ warning }) {
+  if (!warning) return null;
+  const days = Math.max(0, Math.floor(warning.days_left));
+  const text = warning.expired ? "key expired" : `key expires in ${days} ${days === 1 ? "day" : "days"}`;
+  return h(
+    "span",
+    {
+      "data-testid": "key-warning",
+      title: `the Api-Key expires ${when(warning.expires_at)}: issue a new one in Seller Center → Settings → API keys and update the account's connection`,
+      style: { display: "inline-block", padding: "0 6px", borderRadius: "10px", fontSize: "11px", fontWeight: 600, color: "#fff", background: warning.expired ? COLORS.failed : COLORS.warning },
+    },
+    text,
+  );
+}
+
+// Why, since when and what to do: under the account's name (whose reason already quotes Ozon), and
+// in its details with each failed source's error
+function Diagnosis({ row, full }) {
+  const causes = full ? row.causes || [] : [];
+  const action = row.action && (full || row.action !== NOTHING_TO_DO) ? row.action : null;
+  if (!row.failing && causes.length === 0 && !action) return null;
+  return h(
+    "div",
+    { style: { fontSize: "12px", maxWidth: full ? "900px" : "340px" }, "data-testid": "diagnosis" },
+    row.failing ? h("div", { "data-testid": "failing", style: { color: COLORS.failed, fontWeight: 600 } }, failingText(row.failing)) : null,
+    causes.length
+      ? h(
+          "ul",
+          { style: { margin: "2px 0", paddingLeft: "16px" } },
+          causes.map((c) => h("li", { key: c.source, "data-testid": "cause", "data-kind": c.kind, "data-failed-source": c.source }, causeText(c))),
+        )
+      : null,
+    action ? h("div", { "data-testid": "action" }, h("strong", null, "What to do: "), action) : null,
+  );
+}
+
+// A line of total stock. With ``axes`` (the account's 90 days) it has its scale: the highest and
+// lowest totals on the left, the first and last dates below, and the latest value at its point.
+function Sparkline({ points, width = 120, height = 28, testId = "sparkline", axes = false }) {
   if (!points || points.length === 0) {
     return h("span", { style: { color: MUTED, fontSize: "12px" } }, "no history");
   }
+  const left = axes ? 64 : 1;
+  const right = axes ? 70 : 1;
+  const top = axes ? 8 : 0;
+  const bottom = axes ? 18 : 0;
   const xs = points.map((p) => p[0]);
   const ys = points.map((p) => p[1]);
   const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
   const [y0, y1] = [Math.min(...ys), Math.max(...ys)];
-  const sx = (x) => (x1 === x0 ? width - 2 : 1 + ((x - x0) / (x1 - x0)) * (width - 2));
-  const sy = (y) => (y1 === y0 ? height / 2 : height - 2 - ((y - y0) / (y1 - y0)) * (height - 4));
+  const plotW = width - left - right;
+  const plotH = height - top - bottom;
+  const sx = (x) => (x1 === x0 ? left + plotW : left + ((x - x0) / (x1 - x0)) * plotW);
+  const sy = (y) => (y1 === y0 ? top + plotH / 2 : top + plotH - 1 - ((y - y0) / (y1 - y0)) * (plotH - 2));
   const path = points.map((p) => `${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(" ");
   const last = points[points.length - 1];
+  const day = (t) => new Date(t * 1000).toLocaleDateString(undefined, { month: "short", day: "numeric" });
+  const label = { fontSize: "11px", fill: MUTED };
   return h(
     "svg",
     { width, height, "data-testid": testId, role: "img", "aria-label": `total stock ${num(last[1])}` },
     h("title", null, `total stock (present, all types): ${num(last[1])} units at ${when(new Date(last[0] * 1000).toISOString())}`),
+    axes
+      ? h(
+          "g",
+          { "data-testid": "chart-axes" },
+          h("line", { x1: left - 4, y1: top, x2: left - 4, y2: top + plotH, stroke: BORDER }),
+          h("line", { x1: left - 4, y1: top + plotH, x2: left + plotW, y2: top + plotH, stroke: BORDER }),
+          h("text", { x: left - 8, y: sy(y1) + 4, textAnchor: "end", style: label }, num(y1)),
+          y1 !== y0 ? h("text", { x: left - 8, y: sy(y0) + 4, textAnchor: "end", style: label }, num(y0)) : null,
+          h("text", { x: left, y: height - 4, style: label }, day(x0)),
+          x1 !== x0 ? h("text", { x: left + plotW, y: height - 4, textAnchor: "end", style: label }, day(x1)) : null,
+          h("text", { x: sx(last[0]) + 6, y: sy(last[1]) + 4, style: { ...label, fill: FG }, "data-testid": "chart-last" }, num(last[1])),
+        )
+      : null,
     points.length > 1
       ? h("polyline", { points: path, fill: "none", stroke: "#1a73e8", strokeWidth: 1.5 })
       : null,
@@ -260,7 +359,7 @@ function Sources({ sources }) {
         { key: s.source, "data-testid": "source", "data-source": s.source, title: s.method || "", style: { whiteSpace: "nowrap" } },
         h("span", { style: { color: s.missing ? COLORS.degraded : FG, fontWeight: s.missing ? 600 : 400 } }, s.source),
         " ",
-        h("span", { style: { color: MUTED } }, s.as_of ? `${ago(s.age_s)} ago` : "never"),
+        h("span", { style: { color: MUTED } }, s.as_of ? `${ago(s.age_s)} ago` : "never loaded"),
         s.missing ? h("span", { style: { color: COLORS.degraded } }, " · failed") : null,
       ),
     ),
@@ -325,11 +424,15 @@ function RejectRows({ name, runId, reason, source }) {
   );
 }
 
-function Mismatches({ name }) {
+function Mismatches({ name, status }) {
   const { data, error } = useData(`accounts/${encodeURIComponent(name)}/mismatches`, { limit: 20 });
   if (error) return h("p", { style: { color: COLORS.failed } }, error);
   if (!data) return h("p", null, "Loading…");
-  if (data.total === 0) return h("p", { "data-testid": "mismatch-rows" }, "The current tables agree for every FBO SKU.");
+  if (data.compared === false) return h("p", { "data-testid": "mismatch-rows" }, `Not compared: ${data.why}.`);
+  if (data.total === 0) {
+    const what = status === "failed" ? "The tables kept from the last good load agree" : "The current tables agree";
+    return h("p", { "data-testid": "mismatch-rows" }, `${what} for every FBO SKU.`);
+  }
   return h(
     "div",
     { "data-testid": "mismatch-rows" },
@@ -371,7 +474,8 @@ function AccountDetail({ account, name, openRejects }) {
   return h(
     "div",
     { "data-testid": "account-detail", "data-account": account, style: { padding: "8px 4px" } },
-    data.reason ? h("p", { "data-testid": "status-reason" }, h(StatusBadge, { status: data.status }), " ", data.reason) : null,
+    h("p", { "data-testid": "status-reason" }, h(StatusBadge, { status: data.status }), h(RunningBadge, { running: data.running }), " ", data.reason || ""),
+    h(Diagnosis, { row: data, full: true }),
     h(
       "p",
       { style: { fontSize: "13px" } },
@@ -380,7 +484,7 @@ function AccountDetail({ account, name, openRejects }) {
       data.run_link ? [" · ", h(UiLink, { key: "l", path: data.run_link, testId: "detail-run-link" }, "run in the grid")] : null,
       data.task_link ? [" · ", h(UiLink, { key: "t", path: data.task_link }, "failed task")] : null,
       data.key_expires_at !== undefined
-        ? [" · Api-Key expires ", h("span", { key: "k", "data-testid": "key-expiry" }, data.key_expires_at ? when(data.key_expires_at) : "unknown")]
+        ? [" · Api-Key expires ", h("span", { key: "k", "data-testid": "key-expiry" }, data.key_expires_at ? when(data.key_expires_at) : "unknown"), " ", h(KeyBadge, { key: "b", warning: data.key_warning })]
         : null,
     ),
     h(
@@ -431,7 +535,7 @@ function AccountDetail({ account, name, openRejects }) {
     h(
       Section,
       { title: "Total stock over time (present, all types)" },
-      h(Sparkline, { points: data.sparkline, width: 520, height: 80, testId: "history-chart" }),
+      h(Sparkline, { points: data.sparkline, width: 620, height: 110, testId: "history-chart", axes: true }),
     ),
     h(
       "div",
@@ -466,9 +570,14 @@ function AccountDetail({ account, name, openRejects }) {
     ),
     h(
       Section,
-      { title: `Cross-source mismatches of the last run: ${num(data.mismatches)}`, testId: "mismatches" },
+      {
+        title: data.mismatches_compared === false
+          ? "Cross-source mismatches: not compared"
+          : `Cross-source mismatches now: ${num(data.mismatches_now)} (the last load counted ${num(data.mismatches)})`,
+        testId: "mismatches",
+      },
       h("button", { style: button, onClick: () => setShowMismatches(!showMismatches), "data-testid": "show-mismatches" }, showMismatches ? "hide" : "show the SKUs that differ now"),
-      showMismatches ? h(Mismatches, { name }) : null,
+      showMismatches ? h(Mismatches, { name, status: data.status }) : null,
     ),
     h(
       Section,
@@ -507,7 +616,7 @@ function AccountRow({ row, showKey, open, onToggle }) {
     h(
       "tr",
       { "data-testid": "account-row", "data-account": row.account, "data-status": row.status },
-      h("td", { style: cell }, h(StatusBadge, { status: row.status })),
+      h("td", { style: { ...cell, whiteSpace: "nowrap" } }, h(StatusBadge, { status: row.status }), h(RunningBadge, { running: row.running })),
       h(
         "td",
         { style: cell },
@@ -521,7 +630,8 @@ function AccountRow({ row, showKey, open, onToggle }) {
           },
           (open ? "▾ " : "▸ ") + row.account,
         ),
-        row.reason ? h("div", { style: { fontSize: "12px", color: MUTED, maxWidth: "280px" }, "data-testid": "reason" }, row.reason) : null,
+        row.reason ? h("div", { style: { fontSize: "12px", color: MUTED, maxWidth: "340px" }, "data-testid": "reason" }, row.reason) : null,
+        h(Diagnosis, { row }),
       ),
       h(
         "td",
@@ -530,7 +640,11 @@ function AccountRow({ row, showKey, open, onToggle }) {
         row.task_link ? h("div", null, h(UiLink, { path: row.task_link, testId: "task-link" }, "failed task")) : null,
         h("div", { style: { color: MUTED } }, when(row.loaded_at)),
       ),
-      h("td", { style: { ...cell, whiteSpace: "nowrap" }, "data-testid": "age" }, row.snapshot_as_of ? ago(row.age_s) : "—"),
+      h(
+        "td",
+        { style: { ...cell, whiteSpace: "nowrap" }, "data-testid": "age" },
+        row.snapshot_as_of ? ago(row.age_s) : row.never_loaded && row.never_loaded.length ? "never loaded" : "—",
+      ),
       h("td", { style: cell }, h(Sources, { sources: row.sources })),
       h(
         "td",
@@ -549,7 +663,7 @@ function AccountRow({ row, showKey, open, onToggle }) {
       h("td", { style: { ...cell, color: row.mismatches ? COLORS.degraded : MUTED }, "data-testid": "mismatches-count" }, num(row.mismatches)),
       h("td", { style: cell }, h(Requests, { figures: row.requests })),
       showKey
-        ? h("td", { style: { ...cell, fontSize: "12px" }, "data-testid": "key-expiry" }, row.key_expires_at ? when(row.key_expires_at) : "—")
+        ? h("td", { style: { ...cell, fontSize: "12px" }, "data-testid": "key-expiry" }, row.key_expires_at ? when(row.key_expires_at) : "—", row.key_warning ? h("div", null, h(KeyBadge, { warning: row.key_warning })) : null)
         : null,
       h("td", { style: cell }, h(Sparkline, { points: row.sparkline })),
     ),
@@ -590,7 +704,7 @@ function Counts({ counts, status, setStatus }) {
 
 function Page({ dagId }) {
   const [page, setPage] = useState(1);
-  const [query, setQuery] = useState("");
+  const [query, setQuery] = useState(() => new URLSearchParams(globalThis.location ? globalThis.location.search : "").get("q") || "");
   const [status, setStatus] = useState("");
   const [open, setOpen] = useState({});
   const params = useMemo(() => ({ page, page_size: 25, q: query, status }), [page, query, status]);
@@ -631,6 +745,9 @@ function Page({ dagId }) {
       : null,
     data && data.accounts.length > 0
       ? h(
+          "div",
+          { style: { overflowX: "auto", maxWidth: "100%" } },
+          h(
           "table",
           { style: { borderCollapse: "collapse", width: "100%", fontSize: "13px" }, "data-testid": "accounts" },
           h(
@@ -656,6 +773,7 @@ function Page({ dagId }) {
                 onToggle: (what) => setOpen({ ...open, [row.account]: what }),
               }),
             ),
+          ),
           ),
         )
       : null,
@@ -701,7 +819,15 @@ function Widget() {
           "ul",
           { style: { margin: 0, paddingLeft: "18px", fontSize: "13px" } },
           data.worst.map((a) =>
-            h("li", { key: a.account, "data-testid": "widget-account" }, h("strong", null, a.account), ` ${a.status}`, a.reason ? ` — ${a.reason}` : ""),
+            h(
+              "li",
+              { key: a.account, "data-testid": "widget-account", "data-account": a.account, "data-status": a.status },
+              h(UiLink, { path: `plugin/ozon-inventory?q=${encodeURIComponent(a.account)}`, testId: "widget-account-link" }, h("strong", null, a.account)),
+              ` ${a.status}`,
+              h(RunningBadge, { running: a.running }),
+              a.failing ? ` · ${failingText(a.failing)}` : "",
+              a.reason ? ` — ${a.reason}` : "",
+            ),
           ),
         )
       : null,
