@@ -33,6 +33,7 @@ from ozon_inventory.approval import ShrinkApproval
 from ozon_inventory.methods import AUTO_ORDER, choices, method
 from ozon_inventory.tasks import (
     DAG_SETTINGS,
+    MAP_LABEL,
     accounts,
     fetch_stocks,
     fetch_warehouse_stocks,
@@ -161,7 +162,7 @@ with DAG(
             task_id="approve_shrink",
             account=account,
             hours=DAG_SETTINGS.shrink_approval_hours,
-            map_index_template="{{ task.account }}",
+            map_index_template=MAP_LABEL,
         )
         loaded = load(account)
         fetched >> checked >> approved >> merge(account) >> loaded

@@ -551,6 +551,10 @@ def bench_size(products: int, args: argparse.Namespace, pg, out: list[str]) -> d
         admin.execute(f"DROP DATABASE IF EXISTS {dbname}")
         admin.execute(f"CREATE DATABASE {dbname}")
     dsn = f"postgresql://{pg.user}@127.0.0.1:{pg.port}/{dbname}"
+    with psycopg.connect(dsn) as conn:  # as the DAG's migrate task does before any fetch
+        from ozon_inventory.schema import migrate
+
+        migrate(conn)
     staging = tempfile.mkdtemp(prefix=f"ozon-bench-{products}-")
     aside = Path(tempfile.mkdtemp(prefix=f"ozon-bench-{products}-model-"))
     sim, url = _start_simulator(products, args)

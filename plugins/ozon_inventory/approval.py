@@ -89,6 +89,11 @@ class ShrinkApproval(ApprovalOperator):
         )
         self.account = account
 
+    @property
+    def op_kwargs(self) -> dict[str, Any]:
+        """As a TaskFlow task's: the grid label (``tasks.MAP_LABEL``) reads the account from it."""
+        return {"account": self.account}
+
     def _staging(self) -> tuple[Any, Any, StagingArea]:
         from ozon_inventory.tasks import _context
 

@@ -44,7 +44,6 @@ import pytest
 import requests
 
 from ozon_inventory.methods import AUTO_ORDER
-from ozon_inventory.sql import statements
 from ozon_simulator import Fault, RunningSimulator, SimulatorConfig, default_simulator, serve
 from ozon_simulator.catalogue import build_catalogue
 from ozon_simulator.server import STOCK_METHODS, Account
@@ -196,10 +195,6 @@ def ui_stack_running(pg_server: Any, base: Path) -> Iterator[UiStack]:
         create_database(pg_server.dsn, metadata)
         host = f"{pg_server.user}@127.0.0.1:{pg_server.port}"
         dsn = f"postgresql://{host}/{target}"
-        with psycopg.connect(dsn) as conn:
-            # keys.py creates its table from the fetch tasks, which start together; two concurrent
-            # CREATE TABLE IF NOT EXISTS can collide in PostgreSQL (pg_type unique violation): once here.
-            conn.execute(statements("keys")["create"])
         home = base / "airflow-home"
         dags = base / "dags"  # the project's DAG and a downstream DAG scheduled on its Asset
         dags.mkdir(parents=True, exist_ok=True)

@@ -145,11 +145,13 @@ def test_a_least_privilege_role_loads(matrix):
             conn.execute(f"DROP ROLE {role}")
 
 
-@pytest.mark.parametrize("newer", [7, 12])
-def test_a_schema_newer_than_the_code_is_refused_by_name(matrix, newer):
+@pytest.mark.parametrize("ahead", [1, 5])
+def test_a_schema_newer_than_the_code_is_refused_by_name(matrix, ahead):
     """A newer ozon-inventory migrated the database: this code touches nothing and says to upgrade."""
     from ozon_inventory.exceptions import SchemaVersionError
     from ozon_inventory.schema import SCHEMA_VERSION
+
+    newer = SCHEMA_VERSION + ahead
 
     matrix.good_run()
     matrix.catalogue.change_stock(0.1, seed=34)

@@ -55,7 +55,7 @@ def test_every_mapped_task_uses_the_label():
     from ozon_inventory_sync import dag
 
     mapped = [t for t in dag.task_dict.values() if t.task_id.startswith("account.")]
-    assert len(mapped) == 7 and {t.map_index_template for t in mapped} == {tasks.MAP_LABEL}
+    assert len(mapped) == 8 and {t.map_index_template for t in mapped} == {tasks.MAP_LABEL}
 
 
 def test_degraded_report_says_which_sources_in_its_label(tmp_path):
