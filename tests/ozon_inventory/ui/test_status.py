@@ -15,7 +15,6 @@ import psycopg
 
 from ozon_inventory.exceptions import OzonAuthError
 from ozon_inventory.fetch import failure
-from ozon_inventory.sql import statements
 from ozon_inventory.ui.airflow_state import Run, facts_of
 from tests import clock
 
@@ -181,7 +180,6 @@ def test_a_source_that_never_loaded_has_no_age_and_no_mismatches_against_nothing
 
 def test_an_expiring_key_is_a_warning_badge_in_a_complete_row(page, loaded, monkeypatch):
     with psycopg.connect(loaded.dsn) as conn:
-        conn.execute(statements("keys")["create"])
         conn.execute(
             "INSERT INTO ozon_account_key VALUES ('acc_ok', '1', %s, now(), '{}'), ('acc_rejects', '1', %s, now(), '{}')",
             (clock.NOW + timedelta(days=5), clock.NOW + timedelta(days=60)),
@@ -200,7 +198,7 @@ def test_an_expiring_key_is_a_warning_badge_in_a_complete_row(page, loaded, monk
         )
     finally:
         with psycopg.connect(loaded.dsn) as conn:
-            conn.execute("DROP TABLE ozon_account_key")
+            conn.execute("DELETE FROM ozon_account_key")
 
 
 def test_an_account_removed_from_the_accounts_list(page, loaded, monkeypatch):
@@ -237,7 +235,6 @@ def test_a_failed_account_whose_key_expired_says_so(page, loaded):
     _, facts = history(loaded)
     page.facts = {"acc_badkey": replace(facts["acc_badkey"], errors={})}
     with psycopg.connect(loaded.dsn) as conn:
-        conn.execute(statements("keys")["create"])
         conn.execute(
             "INSERT INTO ozon_account_key VALUES ('acc_badkey', '1', %s, now(), '{}')",
             (clock.NOW - timedelta(days=2),),
@@ -252,7 +249,7 @@ def test_a_failed_account_whose_key_expired_says_so(page, loaded):
         assert row["key_warning"]["expired"] is True
     finally:
         with psycopg.connect(loaded.dsn) as conn:
-            conn.execute("DROP TABLE ozon_account_key")
+            conn.execute("DELETE FROM ozon_account_key")
 
 
 def test_a_shrink_guard_stop_says_the_last_snapshot_is_whole(page, loaded):
