@@ -25,7 +25,7 @@ Ctrl-C; the folder, with every log, is kept on failure or with ``--keep``):
 The Airflow configuration is what a user deploys; nothing is tuned for speed beyond what
 ``docker-compose.yaml`` ships:
 
-- ``[core] parallelism`` 8 (Airflow's default is 32; 8 is room for all 7 tasks of an account and
+- ``[core] parallelism`` 8 (Airflow's default is 32; 8 is room for the tasks of an account and
   ``accounts`` at once, so no task ever waits for an executor slot; LocalExecutor starts its worker
   processes as tasks need them). ``--parallelism`` changes it.
 - **The scheduler settings of ``docker-compose.yaml``** (the ``AIRFLOW__SCHEDULER__*`` entries of

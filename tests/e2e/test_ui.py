@@ -55,6 +55,8 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "ozon_inventory_sync"
+#: mapped task instances per account: three fetches, validate, approve_shrink, merge, load, report
+PER_ACCOUNT = 8
 OK, FLAKY, BAD = "ozon_default", "ozon_flaky", "ozon_badkey"
 NOROLE, EXPIRING, GONE = "ozon_norole", "ozon_expiring", "ozon_gone"
 KEYS = {
@@ -251,7 +253,7 @@ def ui_stack_running(pg_server: Any, base: Path) -> Iterator[UiStack]:
         cluster.wait_for(
             lambda: (
                 len([t for t in cluster.task_instances(DAG_ID, running_id) if t["map_index"] >= 0])
-                == 7 * len(LATER)
+                == PER_ACCOUNT * len(LATER)
             ),
             180,
             "the third run to map its accounts' tasks",
@@ -309,7 +311,7 @@ def test_grid_labels_name_the_account_and_the_degraded_report_says_so(ui_stack):
     accounts = cluster.xcom(DAG_ID, ui_stack.run_id, "accounts")
     assert accounts == FIRST
     tis = [t for t in cluster.task_instances(DAG_ID, ui_stack.run_id) if t["map_index"] >= 0]
-    assert len(tis) == 7 * len(FIRST)
+    assert len(tis) == PER_ACCOUNT * len(FIRST)
     labels = {(t["task_id"], accounts[t["map_index"]]): (t["state"], t["rendered_map_index"]) for t in tis}
     for (_task, account), (state, label) in labels.items():
         if state != "upstream_failed":  # a task that never ran was never labelled
