@@ -460,10 +460,17 @@ def test_a_shrink_waits_for_an_operator_who_approves_it_through_the_rest_api(sta
         "approve_shrink to wait for input",
         interval=1.0,
     )
-    # A person answers seconds later, not within the scheduler's next loop: an answer in the second
-    # the task parks races the parking process's own exit event, and Airflow 3.3 then fails the
-    # resumed task ("finished with state success, but the task instance's state attribute is queued").
-    time.sleep(5)
+    # A person answers minutes later. An answer before the scheduler has seen the waiting task's worker
+    # exit (its supervisor lingers about 5 s after parking) races that exit's executor event, and
+    # Airflow 3.3.2 then fails the resumed task ("finished with state success, but the task
+    # instance's state attribute is queued"): answer once the scheduler has seen it.
+    exited = f"Received executor event with state success for task instance TaskInstanceKey(dag_id='{DAG_ID}', task_id='account.approve_shrink', run_id='{run_id}'"
+    cluster.wait_for(
+        lambda: exited in (cluster.log_dir / "scheduler.log").read_text(errors="replace"),
+        60,
+        "the scheduler to see approve_shrink's worker exit",
+        interval=0.5,
+    )
     asked = cluster.api("GET", f"{task}/hitlDetails")
     requests_then = len(sim.request_log())
     assert "| stocks | products | 175 | 40 | -77% |" in asked["body"], asked
