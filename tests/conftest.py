@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +74,7 @@ def pg_server():
     folder = Path(tempfile.mkdtemp(prefix="ozon-inventory-pg-"))
     os.chmod(folder, 0o755)
     server = LocalPostgres(folder / "data").start()
+    _check_timeouts_fire(server)
     yield server
     server.stop()
     shutil.rmtree(folder, ignore_errors=True)
@@ -101,6 +103,24 @@ def pg_template(pg_server):
     with psycopg.connect(dsn) as conn:
         migrate(conn)
     return dsn.rpartition("/")[2]
+
+
+def _check_timeouts_fire(server) -> None:
+    """The server's own timeouts must fire, or a test of a lock wait hangs instead of failing: under
+    ``OZON_TEST_CLOCK`` they depend on ``scripts/faketime/waits.c`` being preloaded by the server."""
+    import psycopg
+
+    with psycopg.connect(server.dsn, autocommit=True, options="-c statement_timeout=100") as conn:
+        started = time.monotonic()
+        try:
+            conn.execute("SELECT pg_sleep(3)")
+        except psycopg.errors.QueryCanceled:
+            return
+    raise RuntimeError(
+        f"the tests' PostgreSQL ignored statement_timeout (pg_sleep(3) ran {time.monotonic() - started:.1f} s): "
+        "its timeouts do not fire, so lock-wait tests would hang. Under OZON_TEST_CLOCK the server must "
+        "preload scripts/faketime/waits.c's library (LD_PRELOAD, readable by the user the server runs as)"
+    )
 
 
 @pytest.fixture
