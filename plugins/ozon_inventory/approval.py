@@ -127,12 +127,12 @@ class ShrinkApproval(ApprovalOperator):
 
 
 def _decide(staging: StagingArea, decision: str, event: dict[str, Any]) -> dict[str, Any]:
-    user = event.get("responded_by_user") or {}
+    user = event.get("responded_by_user") or {}  # HITLUser: {"id", "name"}; none on a timeout
     when = event.get("responded_at")
     made = {
         "decision": decision,
-        "by": (user.get("name") or user.get("id")) if isinstance(user, dict) else str(user) or None,
-        "at": when.isoformat() if isinstance(when, datetime) else (str(when) if when else _now()),
+        "by": user.get("name") or user.get("id"),
+        "at": when.isoformat() if isinstance(when, datetime) else _now(),
     }
     staging.write_json("validated", DECISION, made)
     return made

@@ -33,9 +33,9 @@ from typing import Any
 
 import psycopg
 
-from ozon_inventory.exceptions import LockNotGranted, StagingError
+from ozon_inventory.exceptions import StagingError
 from ozon_inventory.hooks.postgres import Database, as_database
-from ozon_inventory.schema import lock_holders
+from ozon_inventory.schema import give_way, set_lock_timeout
 from ozon_inventory.sources import REGISTRY, REJECTS, ModelFile, SourceSpec
 from ozon_inventory.sql import statements
 from ozon_inventory.staging import StagingArea
@@ -108,27 +108,19 @@ def load_run(
     load the shrink guard stopped, for the ledger.
     """
     started = time.monotonic()
-    for attempt in range(1, LOAD_ATTEMPTS + 1):
-        try:
-            result = _load_once(conn, staging, report, run_id, durations or {}, connect, shrink_decision)
-            break
-        except psycopg.errors.LockNotAvailable:
-            held = lock_holders(conn, _BLOCKS_WRITES)
-            if attempt == LOAD_ATTEMPTS:
-                raise LockNotGranted(
-                    f"account {staging.account}, run {run_id}: the load waited {LOAD_LOCK_TIMEOUT_S:g} s for a lock "
-                    f"held by {held}, in each of {LOAD_ATTEMPTS} attempts; nothing was loaded and the previous "
-                    "snapshot is untouched. End that session (or wait for it) and clear the load task"
-                ) from None
-            log.warning(
-                "account %s: load attempt %d of %d gave way after %g s to %s",
-                staging.account,
-                attempt,
-                LOAD_ATTEMPTS,
-                LOAD_LOCK_TIMEOUT_S,
-                held,
-            )
-            time.sleep(attempt)
+    result = give_way(
+        lambda: _load_once(conn, staging, report, run_id, durations or {}, connect, shrink_decision),
+        conn,
+        _BLOCKS_WRITES,
+        LOAD_ATTEMPTS,
+        f"account {staging.account}: load",
+        lambda held: (
+            f"account {staging.account}, run {run_id}: the load waited {LOAD_LOCK_TIMEOUT_S:g} s for a lock "
+            f"held by {held}, in each of {LOAD_ATTEMPTS} attempts; nothing was loaded and the previous "
+            "snapshot is untouched. End that session (or wait for it) and clear the load task"
+        ),
+        time.sleep,
+    )
     result.duration_s = round(time.monotonic() - started, 3)
     _log_result(result)
     return result
@@ -158,7 +150,7 @@ def _load_once(
     base = {"account": staging.account, "run_id": run_id}
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(sql["lock_account"], base)  # another load of the account: wait for it to end
-        cur.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(LOAD_LOCK_TIMEOUT_S * 1000)}ms",))
+        set_lock_timeout(cur, LOAD_LOCK_TIMEOUT_S)
         cur.execute(sql["bulk_plans"])
         loaded = _loaded_as_of(cur, sql, base)
         cur.execute(sql["clock"])

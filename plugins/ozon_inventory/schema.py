@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -23,6 +23,7 @@ from ozon_inventory.exceptions import LockNotGranted, SchemaVersionError
 from ozon_inventory.sql import sql_dir, statements
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: The version ``include/sql/schema.sql`` migrates to, and the only one this code loads into.
 SCHEMA_VERSION = 7
@@ -82,36 +83,59 @@ def migrate(
     if before is not None and before >= SCHEMA_VERSION:
         return before, require_current(conn, where)
     ddl = (sql_dir() / "schema.sql").read_text(encoding="utf-8")
+
+    def once() -> None:
+        with conn.transaction(), conn.cursor() as cur:
+            set_lock_timeout(cur, lock_timeout_s)
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext('ozon_inventory:schema'))")
+            if schema_version(conn) == SCHEMA_VERSION:  # another migrate got there first
+                return
+            cur.execute(ddl)
+        log.info("%s: schema migrated from version %s to %d", where, before, SCHEMA_VERSION)
+
+    give_way(
+        once,
+        conn,
+        ALL_MODES,
+        attempts,
+        f"{where}: migration",
+        lambda held: (
+            f"{where}: migrating the schema from version {before} to {SCHEMA_VERSION} needs exclusive "
+            f"locks, and {held} kept them past {lock_timeout_s:g} s in each of {attempts} attempts; "
+            "nothing was changed. End that session (or wait for it) and clear the migrate task"
+        ),
+        lambda attempt: sleep(min(2.0**attempt, 10.0)),
+    )
+    return before, require_current(conn, where)
+
+
+def set_lock_timeout(cur: Any, seconds: float) -> None:
+    """``lock_timeout`` for the rest of the cursor's transaction."""
+    cur.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(seconds * 1000)}ms",))
+
+
+def give_way(
+    once: Callable[[], T],
+    conn: Any,
+    modes: Sequence[str],
+    attempts: int,
+    what: str,
+    failure: Callable[[str], str],
+    pause: Callable[[int], None],
+) -> T:
+    """Run ``once`` (one transaction under a ``lock_timeout``) until a try gets its locks: a try that
+    does not rolls back, so readers are not queued behind it, and the next comes after ``pause``. The
+    last one raises ``LockNotGranted`` with ``failure(the sessions holding locks in modes)``."""
     for attempt in range(1, attempts + 1):
         try:
-            with conn.transaction(), conn.cursor() as cur:
-                cur.execute(
-                    "SELECT set_config('lock_timeout', %s, true)", (f"{int(lock_timeout_s * 1000)}ms",)
-                )
-                cur.execute("SELECT pg_advisory_xact_lock(hashtext('ozon_inventory:schema'))")
-                if schema_version(conn) == SCHEMA_VERSION:  # another migrate got there first
-                    break
-                cur.execute(ddl)
-            log.info("%s: schema migrated from version %s to %d", where, before, SCHEMA_VERSION)
-            break
+            return once()
         except psycopg.errors.LockNotAvailable:
-            held = lock_holders(conn, ALL_MODES)
+            held = lock_holders(conn, modes)
             if attempt == attempts:
-                raise LockNotGranted(
-                    f"{where}: migrating the schema from version {before} to {SCHEMA_VERSION} needs exclusive "
-                    f"locks, and {held} kept them past {lock_timeout_s:g} s in each of {attempts} attempts; "
-                    "nothing was changed. End that session (or wait for it) and clear the migrate task"
-                ) from None
-            log.warning(
-                "%s: migration attempt %d of %d gave way after %g s to %s",
-                where,
-                attempt,
-                attempts,
-                lock_timeout_s,
-                held,
-            )
-            sleep(min(2.0**attempt, 10.0))
-    return before, require_current(conn, where)
+                raise LockNotGranted(failure(held)) from None
+            log.warning("%s attempt %d of %d gave way to %s", what, attempt, attempts, held)
+            pause(attempt)
+    raise AssertionError("attempts must be at least 1")
 
 
 def lock_holders(conn: Any, modes: Sequence[str]) -> str:
