@@ -273,22 +273,17 @@ def validate(account: str) -> dict[str, Any]:
     skipped = set(SOURCES) - set(fetched) if _is_backfill(context) else set()
     try:
         report = validate_run(staging, previous, settings.shrink_threshold, settings.allow_shrink, skipped)
-    except ShrinkGuardError as exc:
+    except (ShrinkGuardError, OzonSchemaChanged) as exc:  # a changed answer comes first, never allow_shrink
         staging.write_json(
             "validated", "stop.json", {"reason": str(exc), "kind": kind_of_error(exc)}
         )  # for report
-        if DAG_SETTINGS.shrink_approval_hours <= 0:
+        if isinstance(exc, OzonSchemaChanged) or DAG_SETTINGS.shrink_approval_hours <= 0:
             raise
         # the report and model files are written: approve_shrink asks whether to load them
         record_stop(staging, exc)
         report = ValidationReport.from_dict(staging.read_json("validated", "report.json"))
         context["ozon_label"] = "shrink: waits for approval"  # type: ignore[typeddict-unknown-key]
         log.warning("account %s: %s", account, exc)
-    except OzonSchemaChanged as exc:  # a changed answer comes first, never allow_shrink
-        staging.write_json(
-            "validated", "stop.json", {"reason": str(exc), "kind": kind_of_error(exc)}
-        )  # for report
-        raise
     summary = {
         "missing": report.missing,
         "rejects": report.rejects,
